@@ -1,0 +1,138 @@
+"""Typed experiment configuration: YAML in, validated objects out.
+
+Every CLI flag of ``medsight train`` has a twin here (``--data`` -> ``data.source``, ``--out`` ->
+``output``). Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medsight.errors import InvalidConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitConfig(_Strict):
+    """How records are assigned to train/val/test (or folds)."""
+
+    method: Literal["given", "holdout", "kfold"] = "given"
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    k: int = Field(5, ge=2)
+    grouped: bool | None = None  # None: group by patient whenever patient ids exist
+    seed: int = 0
+
+
+class DataConfig(_Strict):
+    """Where the data comes from and which class counts as positive."""
+
+    source: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    positive_class: str | int | None = None
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    external: str | None = None
+    external_options: dict[str, Any] = Field(default_factory=dict)
+    limit: int | None = Field(None, ge=1, description="use only the first N records per split")
+
+
+class ModelConfig(_Strict):
+    """One estimator: ``kind`` picks the class, ``params`` are its constructor arguments."""
+
+    name: str | None = None
+    kind: Literal["classical", "torch"] = "classical"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        core = self.params.get("model") or self.params.get("network") or self.kind
+        feats = self.params.get("features")
+        return f"{'+'.join(feats)}+{core}" if feats else str(core)
+
+
+class EvaluationConfig(_Strict):
+    """Metrics, confidence intervals and the decision threshold."""
+
+    ci: bool = True
+    n_boot: int = Field(1000, ge=100)
+    threshold: Literal["youden", "target_sensitivity", "fixed"] = "youden"
+    target_sensitivity: float = Field(0.9, gt=0, lt=1)
+    allow_leakage: bool = False
+    select_by: str = "auc"
+
+
+class ExperimentConfig(_Strict):
+    """A whole run: data, one preprocessing chain, one model or candidates, evaluation, output."""
+
+    name: str = "experiment"
+    data: DataConfig
+    preprocess: list[dict[str, Any]] = Field(default_factory=list)
+    model: ModelConfig | None = None
+    candidates: list[ModelConfig] = Field(default_factory=list)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: str = "runs/experiment"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_model_or_candidates(self) -> ExperimentConfig:
+        if self.model is None and not self.candidates:
+            raise ValueError("give `model:` or a list of `candidates:`")
+        if self.model is not None and self.candidates:
+            raise ValueError("give either `model:` or `candidates:`, not both")
+        return self
+
+    @property
+    def models(self) -> list[ModelConfig]:
+        return [self.model] if self.model is not None else list(self.candidates)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment file; `overrides` maps dotted keys (``data.source``) to values.
+
+    Relative data paths in the file are resolved against the file's folder when they exist there,
+    so example configs work from any working directory.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidConfig(f"config file {p} not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(f"{p} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidConfig(f"{p} must hold a mapping at the top level")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, key, value)
+    src = (raw.get("data") or {}).get("source")
+    if isinstance(src, str) and not src.startswith("phantom") and not Path(src).is_absolute():
+        candidate = (p.parent / src).resolve()
+        if candidate.exists() and not Path(src).exists():
+            raw["data"]["source"] = str(candidate)
+    return parse_config(raw, origin=str(p))
+
+
+def parse_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:
+    """Validate a config mapping; errors list every bad field with its dotted location."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidConfig(f"{origin}: {problems}") from exc
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value

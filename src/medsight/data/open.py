@@ -1,0 +1,83 @@
+"""Open any supported dataset source from one string: what the CLI and configs accept.
+
+``phantom`` (or ``phantom:n=200,size=64,seed=0``), a MedMNIST ``.npz``, a CSV/Parquet manifest, a
+CIFAR-10 python folder, a folder of DICOM files, or a class-per-folder tree. The kind is decided by
+content, and a path that fits none gets an error listing what is accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medsight.data.dataset import Dataset
+from medsight.errors import InvalidDataset
+
+ACCEPTED = (
+    "'phantom[:n=..,size=..,seed=..]', a MedMNIST .npz file, a .csv/.parquet manifest, "
+    "a CIFAR-10 python folder, a folder of DICOM files, or a folder with one sub-folder per class"
+)
+
+
+def open_source(spec: str | Path, **options: Any) -> Dataset:
+    """Build the Dataset that `spec` names; `options` go to the underlying source function."""
+    text = str(spec)
+    if text == "phantom" or text.startswith("phantom:"):
+        from medsight.data.sources.phantom import make_phantoms
+
+        params = _parse_params(text.partition(":")[2])
+        return make_phantoms(**{**params, **options})
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InvalidDataset(f"data source {text!r} does not exist; expected {ACCEPTED}")
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
+            from medsight.data.sources.medmnist import from_medmnist
+
+            return from_medmnist(path, **options)
+        if suffix in (".csv", ".parquet", ".pq"):
+            from medsight.data.sources.manifest import from_manifest
+
+            return from_manifest(path, **options)
+        raise InvalidDataset(f"{path} is a {suffix or 'extension-less'} file; expected {ACCEPTED}")
+    if (path / "data_batch_1").exists() or (path / "test_batch").exists():
+        from medsight.data.sources.cifar import from_cifar10
+
+        return from_cifar10(path, **options)
+    if _looks_like_dicom_dir(path):
+        from medsight.data.sources.dicom_dir import from_dicom_dir
+
+        return from_dicom_dir(path, **options)
+    from medsight.data.sources.folder import from_class_folders
+
+    return from_class_folders(path, **options)
+
+
+def _looks_like_dicom_dir(root: Path, probe: int = 20) -> bool:
+    """True when the first files found carry the DICM preamble (no class sub-folders needed)."""
+    seen = 0
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        seen += 1
+        try:
+            with p.open("rb") as fh:
+                head = fh.read(132)
+        except OSError:
+            continue
+        if head[128:132] == b"DICM" or p.name == "DICOMDIR":
+            return True
+        if seen >= probe:
+            break
+    return False
+
+
+def _parse_params(text: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidDataset(f"bad phantom option {item!r}: use key=value, e.g. phantom:n=200")
+        params[key] = float(value) if "." in value else int(value)
+    return params

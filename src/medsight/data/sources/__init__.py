@@ -1,0 +1,1 @@
+"""Dataset sources: folders, manifests, MedMNIST, DICOM directories, CIFAR-10, phantoms."""

@@ -1,0 +1,1 @@
+"""Models: classical pipelines, network registry and the shared estimator protocol."""
