@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from medsight.errors import InvalidDataset
 from medsight.io.image import Image
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     """What the labels mean: decides losses, metrics and stratification."""
 
     BINARY = "binary"

@@ -43,7 +43,8 @@ class Image:
         px = np.asarray(self.pixels)
         if px.ndim not in (3, 4):
             raise ValueError(
-                f"Image pixels must be (C,H,W) or (C,D,H,W); got shape {px.shape} from {self.source}"
+                f"Image pixels must be (C,H,W) or (C,D,H,W); "
+                f"got shape {px.shape} from {self.source}"
             )
         self.pixels = px.astype(np.float32, copy=False)
         if not self.spacing:

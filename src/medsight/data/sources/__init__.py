@@ -1,1 +1,22 @@
-"""Dataset sources: folders, manifests, MedMNIST, DICOM directories, CIFAR-10, phantoms."""
+"""Dataset sources: folders, manifests, MedMNIST, DICOM directories, CIFAR-10, phantoms.
+
+Importing this package registers the ``npz:``, ``phantom:``, ``cifar:``, ``series:`` and
+``unreadable:`` reference schemes.
+"""
+
+from medsight.data.sources.cifar import from_cifar10
+from medsight.data.sources.dicom_dir import from_dicom_dir
+from medsight.data.sources.folder import from_class_folders
+from medsight.data.sources.manifest import from_manifest
+from medsight.data.sources.medmnist import from_medmnist
+from medsight.data.sources.phantom import make_phantoms, phantom_image
+
+__all__ = [
+    "from_cifar10",
+    "from_class_folders",
+    "from_dicom_dir",
+    "from_manifest",
+    "from_medmnist",
+    "make_phantoms",
+    "phantom_image",
+]

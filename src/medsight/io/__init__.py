@@ -1,0 +1,24 @@
+"""Image readers: `read_image(path_or_bytes) -> Image` for DICOM, NIfTI, PNG/JPEG/TIFF.
+
+The format is sniffed from the content (`sniff_format`), never taken from the file name.
+DICOM series are assembled with `read_dicom_series` (files grouped by `group_series`);
+MedMNIST ``.npz`` archives are read one image at a time with `read_npz_image`.
+Every failure raises `medsight.errors.UnreadableImage` naming the source and the reason.
+"""
+
+from medsight.io.dicom_series import group_series, read_dicom_series
+from medsight.io.image import Image, ImageIds
+from medsight.io.npz import load_npz_arrays, read_npz_image
+from medsight.io.read import read_image
+from medsight.io.sniff import sniff_format
+
+__all__ = [
+    "Image",
+    "ImageIds",
+    "group_series",
+    "load_npz_arrays",
+    "read_dicom_series",
+    "read_image",
+    "read_npz_image",
+    "sniff_format",
+]
