@@ -50,9 +50,10 @@ def resolve(ref: str, meta: dict[str, Any] | None = None) -> Image:
 
 def _ensure_builtin_schemes() -> None:
     """Import the source modules that register the built-in schemes (idempotent)."""
-    if {"npz", "phantom", "cifar", "series"} <= _RESOLVERS.keys():
+    if {"npz", "phantom", "cifar", "series", "region"} <= _RESOLVERS.keys():
         return
     import importlib
 
     for mod in ("medmnist", "phantom", "cifar", "dicom_dir"):
         importlib.import_module(f"medsight.data.sources.{mod}")
+    importlib.import_module("medsight.preprocess.montage")

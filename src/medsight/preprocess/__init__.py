@@ -1,0 +1,66 @@
+"""Per-sample preprocessing steps and `Preprocess`, the one replayable chain of them.
+
+Steps (registered names): window, dicom_window, clip_percentile, zscore, minmax, clahe,
+crop_foreground, resize, pad_to, center_crop, median, nl_means, to_channels, align.
+Also: split_montage / split_montages (multi-panel images), register / build_template
+(alignment) and preview_grid (before/after figure).
+"""
+
+from medsight.preprocess.align import Align, build_template, register, save_reference
+from medsight.preprocess.base import (
+    PreprocessingFailed,
+    Step,
+    build_step,
+    get_step,
+    known_steps,
+    register_step,
+)
+from medsight.preprocess.chain import Preprocess
+from medsight.preprocess.channels import ToChannels
+from medsight.preprocess.crop import CropForeground
+from medsight.preprocess.denoise import Median, NLMeans
+from medsight.preprocess.geometry import CenterCrop, PadTo, Resize
+from medsight.preprocess.intensity import (
+    WINDOW_PRESETS,
+    Clahe,
+    ClipPercentile,
+    DicomWindow,
+    MinMax,
+    Window,
+    ZScore,
+)
+from medsight.preprocess.montage import crop_region, find_panels, split_montage, split_montages
+from medsight.preprocess.preview import preview_grid
+
+__all__ = [
+    "WINDOW_PRESETS",
+    "Align",
+    "CenterCrop",
+    "Clahe",
+    "ClipPercentile",
+    "CropForeground",
+    "DicomWindow",
+    "Median",
+    "MinMax",
+    "NLMeans",
+    "PadTo",
+    "Preprocess",
+    "PreprocessingFailed",
+    "Resize",
+    "Step",
+    "ToChannels",
+    "Window",
+    "ZScore",
+    "build_step",
+    "build_template",
+    "crop_region",
+    "find_panels",
+    "get_step",
+    "known_steps",
+    "preview_grid",
+    "register",
+    "register_step",
+    "save_reference",
+    "split_montage",
+    "split_montages",
+]

@@ -1,0 +1,167 @@
+"""Geometry steps: resize (optionally keeping the aspect ratio and padding), pad to a size and
+centre crop. Spacing and origin are updated so physical sizes stay right; 2D and 3D alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from skimage.transform import resize as sk_resize
+
+from medsight.errors import InvalidConfig
+from medsight.io.image import Image
+from medsight.preprocess.base import (
+    Step,
+    check_size_param,
+    record,
+    register_step,
+    shifted_origin,
+    spatial_size,
+)
+
+
+def _check_pad_value(value: Any, what: str) -> None:
+    if value == "min":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidConfig(f"{what}: pad value must be a number or 'min', got {value!r}")
+
+
+def _pad_value(pixels: np.ndarray, value: float | str) -> float:
+    return float(pixels.min()) if value == "min" else float(value)
+
+
+def centered_pads(shape: tuple[int, ...], size: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(before, after) padding per axis to grow `shape` to at least `size`, centred."""
+    pads = []
+    for s, t in zip(shape, size, strict=True):
+        extra = max(t - s, 0)
+        pads.append((extra // 2, extra - extra // 2))
+    return pads
+
+
+def pad_image(image: Image, pads: list[tuple[int, int]], value: float) -> Image:
+    """Pad the spatial axes by `pads` with a constant; the origin moves to the new first voxel."""
+    if not any(a or b for a, b in pads):
+        return image.with_pixels(image.pixels.copy())
+    out = np.pad(image.pixels, [(0, 0), *pads], mode="constant", constant_values=value)
+    res = image.with_pixels(out)
+    res.origin = shifted_origin(image, tuple(-a for a, _ in pads), image.spacing)
+    return res
+
+
+def crop_image(image: Image, start: tuple[int, ...], stop: tuple[int, ...]) -> Image:
+    """Crop the spatial axes to ``[start, stop)``; the origin moves to the new first voxel."""
+    sl = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    res = image.with_pixels(image.pixels[(slice(None), *sl)].copy())
+    res.origin = shifted_origin(image, tuple(float(a) for a in start), image.spacing)
+    return res
+
+
+def resize_pixels(
+    pixels: np.ndarray, shape: tuple[int, ...], order: int, anti_aliasing: bool
+) -> np.ndarray:
+    """Resample the spatial axes of a channels-first array to `shape` (skimage ``resize``)."""
+    if tuple(pixels.shape[1:]) == tuple(shape):
+        return pixels.copy()
+    out = sk_resize(
+        pixels.astype(np.float64),
+        (pixels.shape[0], *shape),
+        order=order,
+        mode="edge",
+        preserve_range=True,
+        anti_aliasing=bool(anti_aliasing) and order > 0,
+    )
+    return out.astype(np.float32)
+
+
+@register_step("resize")
+class Resize(Step):
+    """Resample to ``size`` (one int per spatial axis, or one int for all).
+
+    With ``keep_aspect`` the image is scaled so its longest side (relative to the target) fits,
+    then padded, centred, to ``size`` with ``pad_value`` (a number or ``"min"``, the image
+    minimum). ``order`` is the spline order (0 nearest, 1 linear, 3 cubic); ``anti_aliasing``
+    smooths before shrinking. Spacing grows or shrinks so the physical extent is kept.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, ...],
+        keep_aspect: bool = False,
+        pad_value: float | str = 0,
+        order: int = 1,
+        anti_aliasing: bool = True,
+    ) -> None:
+        self.size = size
+        self.keep_aspect = keep_aspect
+        self.pad_value = pad_value
+        self.order = order
+        self.anti_aliasing = anti_aliasing
+        check_size_param(size, "resize")
+        _check_pad_value(pad_value, "resize")
+        if isinstance(order, bool) or order not in range(6):
+            raise InvalidConfig(f"resize: order must be an int 0..5, got {order!r}")
+
+    def apply(self, image: Image) -> Image:
+        shape = image.spatial_shape
+        target = spatial_size(self.size, len(shape), "resize")
+        if self.keep_aspect:
+            scale = min(t / s for s, t in zip(shape, target, strict=True))
+            inner = tuple(
+                min(t, max(1, round(s * scale))) for s, t in zip(shape, target, strict=True)
+            )
+        else:
+            inner = target
+        pixels = resize_pixels(image.pixels, inner, self.order, self.anti_aliasing)
+        spacing = tuple(
+            sp * s / n for sp, s, n in zip(image.spacing, shape, inner, strict=True)
+        )
+        resized = image.with_pixels(pixels, spacing=spacing)
+        # the centre of the first voxel moves by half the change of voxel size
+        half = tuple((n - o) / 2.0 / o for n, o in zip(spacing, image.spacing, strict=True))
+        resized.origin = shifted_origin(image, half, image.spacing)
+        pads = centered_pads(inner, target)
+        if any(a or b for a, b in pads):
+            resized = pad_image(resized, pads, _pad_value(image.pixels, self.pad_value))
+        return record(
+            resized, self.name, from_shape=shape, to_shape=target, resized_shape=inner,
+            pad=pads, spacing=spacing,
+        )
+
+
+@register_step("pad_to")
+class PadTo(Step):
+    """Pad each spatial axis, centred, up to ``size`` with ``value`` (a number or ``"min"``).
+
+    Axes already at least as long as the target are left as they are (no cropping).
+    """
+
+    def __init__(self, size: int | tuple[int, ...], value: float | str = 0) -> None:
+        self.size = size
+        self.value = value
+        check_size_param(size, "pad_to")
+        _check_pad_value(value, "pad_to")
+
+    def apply(self, image: Image) -> Image:
+        target = spatial_size(self.size, len(image.spatial_shape), "pad_to")
+        pads = centered_pads(image.spatial_shape, target)
+        out = pad_image(image, pads, _pad_value(image.pixels, self.value))
+        return record(out, self.name, pad=pads)
+
+
+@register_step("center_crop")
+class CenterCrop(Step):
+    """Crop each spatial axis, centred, down to ``size``; shorter axes are left as they are."""
+
+    def __init__(self, size: int | tuple[int, ...]) -> None:
+        self.size = size
+        check_size_param(size, "center_crop")
+
+    def apply(self, image: Image) -> Image:
+        shape = image.spatial_shape
+        target = spatial_size(self.size, len(shape), "center_crop")
+        start = tuple(max(s - t, 0) // 2 for s, t in zip(shape, target, strict=True))
+        stop = tuple(a + min(s, t) for a, s, t in zip(start, shape, target, strict=True))
+        out = crop_image(image, start, stop)
+        return record(out, self.name, start=start, stop=stop)
