@@ -78,30 +78,24 @@ def confusion_plot(matrix, class_names) -> bytes:
 
 def reliability_plot(y_true, proba, task, positive_class, n_bins: int = 10) -> bytes:
     """Observed frequency against mean predicted probability (positive class or top label)."""
+    from medsight.evaluate.calibration import reliability_curve, top_label
+
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     if task == "binary":
         pos = int(positive_class if positive_class is not None else 1)
-        conf, hit = proba[:, pos], (y_true == pos).astype(float)
+        conf, hit = proba[:, pos], (y_true == pos).astype(int)
         xlabel = "predicted P(positive)"
     else:
-        conf = proba.max(axis=1)
-        hit = (proba.argmax(axis=1) == y_true).astype(float) if y_true.ndim == 1 else \
-            ((proba >= 0.5) == y_true).all(axis=1).astype(float)
+        hit, conf = top_label(y_true, proba)
         xlabel = "confidence (top class)"
-    edges = np.linspace(0, 1, n_bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, n_bins - 1)
-    xs, ys, ns = [], [], []
-    for b in range(n_bins):
-        sel = idx == b
-        if sel.any():
-            xs.append(conf[sel].mean())
-            ys.append(hit[sel].mean())
-            ns.append(int(sel.sum()))
+    curve = reliability_curve(hit, conf, n_bins=n_bins)
+    used = curve.counts > 0
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfect")
+    xs, ys, ns = curve.mean_predicted[used], curve.observed[used], curve.counts[used]
     ax.plot(xs, ys, marker="o", label="model")
     for x, y, n in zip(xs, ys, ns, strict=True):
-        ax.annotate(str(n), (x, y), fontsize=7, xytext=(3, -8), textcoords="offset points")
+        ax.annotate(str(int(n)), (x, y), fontsize=7, xytext=(3, -8), textcoords="offset points")
     ax.set(xlabel=xlabel, ylabel="observed frequency", title="Reliability", xlim=(0, 1),
            ylim=(0, 1.01))
     ax.legend(loc="upper left", fontsize=8)

@@ -1,0 +1,23 @@
+"""Evaluation: metrics, bootstrap confidence intervals, paired model comparison, thresholds,
+calibration (and, in their own modules, validation schemes and the HTML report)."""
+
+from medsight.evaluate.batched import HEADLINE_METRICS, METRICS
+from medsight.evaluate.bootstrap import bootstrap_ci, metrics_with_ci
+from medsight.evaluate.calibration import expected_calibration_error, reliability_curve
+from medsight.evaluate.compare import delong_test, paired_bootstrap
+from medsight.evaluate.metrics import compute_metrics
+from medsight.evaluate.threshold import apply_threshold, choose_threshold
+
+__all__ = [
+    "HEADLINE_METRICS",
+    "METRICS",
+    "apply_threshold",
+    "bootstrap_ci",
+    "choose_threshold",
+    "compute_metrics",
+    "delong_test",
+    "expected_calibration_error",
+    "metrics_with_ci",
+    "paired_bootstrap",
+    "reliability_curve",
+]
