@@ -158,6 +158,132 @@ def info(path: Annotated[Path, typer.Argument(help="An image file: DICOM, NIfTI,
     console.print(table)
 
 
+# ---------------------------------------------------------------------------------- preprocess
+@preprocess_app.command("preview")
+def preprocess_preview(
+    source: Annotated[str, typer.Argument(help="Dataset: phantom, a .npz, a manifest or a folder.")],
+    config: Annotated[Path, typer.Option("--config", "-c",
+                                         help="YAML: a list of steps, or an experiment config.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path(
+        "preview.png"),
+    n: Annotated[int, typer.Option(help="How many samples to show.")] = 6,
+    seed: Annotated[int, typer.Option(help="Which samples: a seeded random pick.")] = 0,
+) -> None:
+    """Before/after grid of a few samples, to look at preprocessing before training."""
+    from medsight.experiment import preprocess_preview as preview
+
+    ds = _open(source)
+    fig, chain = preview(ds, config, n=n, seed=seed)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=100)
+    console.print(chain.describe())
+    console.print(f"[green]wrote[/] {output}")
+
+
+# -------------------------------------------------------------------------------- train/compare
+@app.command("train")
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML (see examples/).")],
+    data: Annotated[str | None, typer.Option(help="Override data.source.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Override the output run folder.")] = None,
+) -> None:
+    """Train and evaluate the configured model(s); writes a run folder with report.html."""
+    from medsight.config import load_config
+    from medsight.experiment import run_experiment
+
+    cfg = load_config(config, {"data.source": data, "output": str(out) if out else None})
+    with console.status("starting") as status:
+        result = run_experiment(cfg, status=lambda msg: status.update(msg))
+    _print_metrics(result.metrics, result.model_label)
+    console.print(f"[green]run folder[/] {result.out_dir}  ·  report {result.report}  ·  "
+                  f"{result.seconds:.0f} s")
+
+
+def _print_metrics(metrics: dict, model: str) -> None:
+    table = Table("split", "n", "AUC (95% CI)", "ACC", "sensitivity", "specificity",
+                  title=f"model: {model}")
+    rows = {k: v for k, v in metrics.items() if isinstance(v, dict) and "auc" in v}
+    if "cv" in metrics:
+        rows["cv (pooled)"] = metrics["cv"]["pooled"]
+    for name, m in rows.items():
+        ci = m.get("ci", {}).get("auc", {})
+        auc = _num(m.get("auc"))
+        if ci.get("ci_low") is not None:
+            auc += f" ({_num(ci['ci_low'])}-{_num(ci['ci_high'])})"
+        table.add_row(name, str(m.get("n", "")), auc, _num(m.get("acc")),
+                      _num(m.get("sensitivity")), _num(m.get("specificity")))
+    console.print(table)
+
+
+def _num(v: object) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+@app.command("compare")
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `medsight train`.")],
+    split: Annotated[str, typer.Option(help="Which evaluated split to compare.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One table of models on the same data, with CIs and paired tests (DeLong, bootstrap)."""
+    from medsight.evaluate.compare_runs import TABLE_METRICS, compare_runs
+
+    result = compare_runs(runs, split=split)
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    table = Table("run", "model", "n", *TABLE_METRICS, title=f"{split} split")
+    for row in result["table"]:
+        cells = []
+        for name in TABLE_METRICS:
+            m = row.get(name)
+            if not m:
+                cells.append("-")
+                continue
+            text = _num(m["value"])
+            if m.get("ci_low") is not None:
+                text += f"\n({_num(m['ci_low'])}-{_num(m['ci_high'])})"
+            cells.append(text)
+        table.add_row(row["run"], row["model"], str(row.get("n", "")), *cells)
+    console.print(table)
+    for pair in result["pairs"]:
+        line = f"{pair['a']} vs {pair['b']} (n={pair['n']}): "
+        if "delong" in pair:
+            d = pair["delong"]
+            line += f"AUC {d['auc_a']:.3f} vs {d['auc_b']:.3f}, DeLong p={d['p']:.3g}; "
+        b = pair["bootstrap"]
+        if b["diff"] is not None:
+            line += (f"paired bootstrap {b['metric']} diff {b['diff']:+.3f} "
+                     f"({_num(b['ci_low'])}..{_num(b['ci_high'])}), p={b['p']:.3g}")
+        console.print(line)
+
+
+# --------------------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("runs/demo"),
+    data: Annotated[str | None, typer.Option(
+        help="A MedMNIST .npz (or any source) instead of the built-in phantoms.")] = None,
+) -> None:
+    """The main job, end to end: build data, check it, train, evaluate and write the report."""
+    from medsight.data.quality import check_dataset
+    from medsight.experiment import demo_config, run_experiment
+
+    cfg = demo_config(out, data)
+    ds = _open(cfg.data.source)
+    console.rule(f"1. data: {ds.name}")
+    with progress_bar(f"checking {len(ds)} images", len(ds)) as update:
+        report = check_dataset(ds, progress=update)
+    report.render(console)
+    console.rule("2. train and evaluate")
+    with console.status("starting") as status:
+        result = run_experiment(cfg, status=lambda msg: status.update(msg))
+    _print_metrics(result.metrics, result.model_label)
+    console.rule("3. outputs")
+    console.print(f"report: {result.report.resolve()}")
+    console.print(f"run folder: {result.out_dir.resolve()} ({result.seconds:.0f} s)")
+
+
 def main() -> None:
     """Entry point: a `MedsightError` becomes a one-line message and exit code 1.
 

@@ -111,12 +111,25 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(raw, key, value)
-    src = (raw.get("data") or {}).get("source")
-    if isinstance(src, str) and not src.startswith("phantom") and not Path(src).is_absolute():
-        candidate = (p.parent / src).resolve()
-        if candidate.exists() and not Path(src).exists():
-            raw["data"]["source"] = str(candidate)
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("source", "external"):
+            data[key] = _relative_to(p.parent, data.get(key))
+        for key in ("options", "external_options"):
+            if isinstance(data.get(key), dict):
+                data[key] = {k: _relative_to(p.parent, v) for k, v in data[key].items()}
     return parse_config(raw, origin=str(p))
+
+
+def _relative_to(folder: Path, value: Any) -> Any:
+    """A relative path that exists next to the config file (and not in the working directory)
+    is made absolute, so example configs run from any working directory."""
+    if not isinstance(value, str) or value.startswith("phantom") or Path(value).is_absolute():
+        return value
+    candidate = (folder / value).resolve()
+    if candidate.exists() and not Path(value).exists():
+        return str(candidate)
+    return value
 
 
 def parse_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentConfig:

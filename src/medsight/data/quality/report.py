@@ -212,7 +212,17 @@ class QualityReport:
     # -- verdicts ----------------------------------------------------------------------------
     @property
     def has_leakage(self) -> bool:
-        return bool(self.leakage)
+        """Confirmed leakage: a patient, or an identical image, in two splits.
+
+        Near-duplicate images across splits are *possible* leakage (repeat captures, or merely
+        similar anatomy): listed for a person to review, but not a failure of ``--strict``.
+        """
+        return any(f.kind != "near_duplicate" for f in self.leakage)
+
+    @property
+    def possible_leakage(self) -> list[LeakageFinding]:
+        """Near-duplicate images that span splits: to review by eye."""
+        return self.leakage_of("near_duplicate")
 
     @property
     def has_unreadable(self) -> bool:
@@ -249,6 +259,7 @@ class QualityReport:
             "images": self.images.to_dict(),
             "verdict": {
                 "has_leakage": self.has_leakage,
+                "n_possible_leakage": len(self.possible_leakage),
                 "has_unreadable": self.has_unreadable,
                 "has_label_conflicts": self.has_label_conflicts,
                 "n_exact_duplicate_groups": len(self.exact_duplicates),
@@ -402,6 +413,9 @@ class QualityReport:
     def _verdict(self) -> str:
         parts = []
         parts.append("[red]LEAKAGE FOUND[/red]" if self.has_leakage else "[green]no leakage[/green]")
+        if self.possible_leakage:
+            parts.append(f"[yellow]{len(self.possible_leakage)} near-duplicate groups across splits "
+                         "to review[/yellow]")
         if self.has_unreadable:
             parts.append(f"[yellow]{len(self.unreadable)} unreadable[/yellow]")
         if self.has_label_conflicts:
