@@ -129,11 +129,10 @@ def models_list() -> None:
     """Print the registered networks."""
     from medsight.models.networks import list_networks
 
-    table = Table("name", "dims", "input", "parameters", "description")
+    table = Table("name", "dims", "default input", "min size", "parameters", "description")
     for info in list_networks():
-        params = getattr(info, "parameters", None)
-        table.add_row(info.name, str(info.dims), str(getattr(info, "default_size", "")),
-                      f"{params:,}" if isinstance(params, int) else "", info.description)
+        table.add_row(info.name, f"{info.dims}D", str(info.default_size), f"{info.min_size} px",
+                      f"{info.parameters:,}", info.description)
     console.print(table)
 
 
