@@ -212,6 +212,11 @@ def _print_metrics(metrics: dict, model: str) -> None:
         table.add_row(name, str(m.get("n", "")), auc, _num(m.get("acc")),
                       _num(m.get("sensitivity")), _num(m.get("specificity")))
     console.print(table)
+    if "cv" in metrics:
+        cv = metrics["cv"]
+        console.print("cross-validation, mean ± sd over folds: " + ", ".join(
+            f"{k} {_num(cv['mean'][k])} ± {_num(cv['sd'].get(k))}"
+            for k in ("auc", "acc", "sensitivity", "specificity") if k in cv["mean"]))
 
 
 def _num(v: object) -> str:

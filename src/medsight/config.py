@@ -39,6 +39,7 @@ class DataConfig(_Strict):
     external: str | None = None
     external_options: dict[str, Any] = Field(default_factory=dict)
     limit: int | None = Field(None, ge=1, description="use only the first N records per split")
+    cache_images: int = Field(512, ge=0, description="decoded images kept in memory (LRU)")
 
 
 class ModelConfig(_Strict):

@@ -85,7 +85,7 @@ class Dataset(Sequence[Sample]):
             positive_class = 1
         self.positive_class = positive_class
         self.cache_size = cache_size
-        self._cache: OrderedDict[int, Image] = OrderedDict()
+        self._cache: OrderedDict[str, Image] = OrderedDict()
         self._validate()
 
     # -- construction helpers -------------------------------------------------------------
@@ -106,7 +106,9 @@ class Dataset(Sequence[Sample]):
                 )
 
     def _derive(self, records: Iterable[Record], name: str | None = None) -> Dataset:
-        return Dataset(
+        """A dataset over other records of the same task; it shares this one's image cache, so
+        folds and splits of a cached dataset never decode an image twice."""
+        derived = Dataset(
             records,
             self.task,
             self.classes,
@@ -114,6 +116,8 @@ class Dataset(Sequence[Sample]):
             positive_class=self.positive_class,
             cache_size=self.cache_size,
         )
+        derived._cache = self._cache
+        return derived
 
     # -- sequence protocol ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -136,15 +140,15 @@ class Dataset(Sequence[Sample]):
 
     # -- pixels ---------------------------------------------------------------------------
     def image(self, i: int) -> Image:
-        """Decode the image of record i (from the LRU cache when enabled)."""
-        if self.cache_size and i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
+        """Decode the image of record i (from the LRU cache, keyed by ref, when enabled)."""
         rec = self.records[i]
+        if self.cache_size and rec.ref in self._cache:
+            self._cache.move_to_end(rec.ref)
+            return self._cache[rec.ref]
         img = resolve(rec.ref, rec.meta)
         if self.cache_size:
-            self._cache[i] = img
-            if len(self._cache) > self.cache_size:
+            self._cache[rec.ref] = img
+            while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return img
 

@@ -1,0 +1,788 @@
+"""Neural networks under the estimator protocol: `TorchClassifier`, `TorchEnsemble`, CNN features.
+
+`TorchClassifier` trains a registered network (`medsight.models.networks`) on a medsight Dataset
+with the `medsight.train` machinery: the saved `Preprocess` chain turns records into arrays
+once (a compact in-memory cache), batches are augmented on the device, the task decides the
+loss (cross-entropy, BCE for multilabel, a cumulative-link CORAL head for ordinal grades), the
+validation metric (AUC by default) picks the best epoch, and checkpoints make a killed run
+resumable to the same weights. Defaults follow the MedMNIST ResNet recipe: Adam, lr 1e-3,
+batch 128, 100 epochs, lr x0.1 at 50% and 75% of the epochs.
+
+The fitted module ``model_`` is a `TorchModel`: the input standardisation learned on the
+training images (per-channel mean/std; ``normalize_input=False`` to skip) + the network (+ the
+ordinal head). Explanations and exports use ``model_`` (``features_and_logits``), so they see the
+same function as `predict_proba`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from torch import nn
+
+from medsight.data.dataset import Dataset, Record, Task
+from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
+from medsight.features.registry import register_feature
+from medsight.models.base import MedsightEstimator, load_estimator
+from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
+from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, iter_arrays, targets_tensor
+from medsight.train.device import PRECISIONS, RunSettings, seed_everything
+from medsight.train.loop import (
+    Callback,
+    FitResult,
+    LoopConfig,
+    SupervisedObjective,
+    Trainer,
+    TrainEvent,
+    Validation,
+    predict_proba,
+)
+from medsight.train.losses import TaskLoss, class_weight_tensor
+from medsight.train.optim import OPTIMIZERS
+from medsight.train.schedules import parse_schedule
+from medsight.train.semi_supervised import (
+    FixMatchObjective,
+    SemiSupervisedConfig,
+    pseudo_label_rounds,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+STATE_FILE = "torch.json"
+PREPROCESS_FILE = "preprocess.json"
+_THRESHOLD_METHODS = ("youden", "target_sensitivity", None)
+# parameters that change how a run is executed or reported, not what it computes
+_RUN_ONLY = {"checkpoint_dir", "resume", "threads", "num_workers", "load_workers", "device",
+             "eval_batch_size", "tta", "threshold_method", "target_sensitivity"}
+
+
+class TorchModel(nn.Module):
+    """Input standardisation + network (+ ordinal head): the function a fitted classifier is.
+
+    Grey images feed a multi-channel network (e.g. ImageNet weights) by repeating the channel.
+    """
+
+    def __init__(self, network: nn.Module, data_channels: int, head: nn.Module | None = None):
+        super().__init__()
+        self.network = network
+        self.head = head
+        self.register_buffer("input_mean", torch.zeros(data_channels))
+        self.register_buffer("input_std", torch.ones(data_channels))
+
+    def set_input_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        std_t = torch.as_tensor(np.asarray(std, dtype=np.float32))
+        self.input_mean.copy_(torch.as_tensor(np.asarray(mean, dtype=np.float32)))
+        self.input_std.copy_(torch.where(std_t > 1e-6, std_t, torch.ones_like(std_t)))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardise the input and repeat grey channels up to the network's input channels."""
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        x = (x - self.input_mean.view(shape)) / self.input_std.view(shape)
+        want = int(getattr(self.network, "in_channels", x.shape[1]))
+        if x.shape[1] == 1 and want > 1:
+            x = x.expand(-1, want, *x.shape[2:])
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.network(self.prepare(x))
+        return self.head(logits) if self.head is not None else logits
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's last feature maps (what Grad-CAM hooks)."""
+        return self.network.forward_features(self.prepare(x))
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps, logits = self.network.features_and_logits(self.prepare(x))
+        return maps, (self.head(logits) if self.head is not None else logits)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, F) global average of the last feature maps: the CNN embedding."""
+        return torch.flatten(self.forward_features(x), 2).mean(dim=2)
+
+
+class TorchClassifier(MedsightEstimator):
+    """A neural network classifier (see the module docstring).
+
+    Parameters
+    ----------
+    network, network_params: registered network name and its options (``dropout``, a local
+        pretrained ``weights`` file ...). in_channels: channels the network takes (None: those
+        of the data; >1 with grey data repeats the channel).
+    preprocess: the preprocessing chain as a config list or `Preprocess` JSON dict (None: none).
+    class_weight ("balanced" or one weight per class), label_smoothing, ordinal ("coral" or
+        "ce"): the loss (see `medsight.train.losses`). normalize_input: standardise inputs with
+        the training images' per-channel mean and std inside the model.
+    optimizer ("sgd"/"adam"/"adamw"), lr, momentum, weight_decay, nesterov, schedule ("step",
+        "cosine", "onecycle", "constant" or a mapping, `medsight.train.schedules`), epochs,
+        batch_size, grad_clip.
+    augment: a preset name (``"light"``, ``"chest"``, ``"ultrasound"``, ``"volume"``,
+        ``"rotation_invariant"``) or a mapping of `AugmentConfig` options (optionally with
+        ``preset``); None: no augmentation.
+    monitor: validation metric that picks the best epoch ("auc", "acc", "loss", ...);
+        patience: early stopping after that many epochs without improvement (None: off).
+    tta: test-time augmentation at predict: False, True (the flips `augment` allows) or a list
+        of "hflip"/"vflip"/"dflip".
+    threshold_method, target_sensitivity: binary decision threshold chosen on the validation
+        split ("youden", "target_sensitivity" or None for 0.5).
+    semi_supervised: None or ``{"method": "pseudo_label" | "fixmatch", "threshold": 0.95, ...}``;
+        unlabelled images are the train records with label None plus ``fit(..., unlabeled=)``.
+    checkpoint_dir, resume: write a checkpoint every epoch; resume a killed run from it.
+    seed, deterministic: repeatability (deterministic=True: same weights on every rerun and
+        after a resume). device ("auto", "cpu", "cuda", "cuda:1"), precision ("auto", "fp32",
+        "fp16", "bf16"), channels_last, threads (CPU threads; None: all cores), num_workers,
+        load_workers (threads decoding images), cache_dtype ("auto", "uint8", "float16",
+        "float32"), eval_batch_size.
+    progress: a callable receiving `TrainEvent`s (not saved; the library never prints).
+    """
+
+    kind: ClassVar[str] = "torch"
+
+    def __init__(
+        self,
+        network: str = "resnet18_28",
+        network_params: dict[str, Any] | None = None,
+        preprocess: list[Any] | dict[str, Any] | None = None,
+        in_channels: int | None = None,
+        class_weight: str | list[float] | None = None,
+        label_smoothing: float = 0.0,
+        ordinal: str = "coral",
+        normalize_input: bool = True,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        schedule: str | dict[str, Any] | None = "step",
+        epochs: int = 100,
+        batch_size: int = 128,
+        grad_clip: float | None = None,
+        augment: str | dict[str, Any] | None = None,
+        monitor: str = "auc",
+        patience: int | None = None,
+        tta: bool | list[str] = False,
+        threshold_method: str | None = "youden",
+        target_sensitivity: float = 0.9,
+        semi_supervised: dict[str, Any] | str | None = None,
+        checkpoint_dir: str | None = None,
+        resume: bool = False,
+        seed: int = 0,
+        deterministic: bool = False,
+        device: str = "auto",
+        precision: str = "auto",
+        channels_last: bool = False,
+        threads: int | None = None,
+        num_workers: int = 0,
+        load_workers: int = 1,
+        cache_dtype: str = "auto",
+        eval_batch_size: int | None = None,
+        progress: Callback | None = None,
+    ):
+        self.network = network
+        self.network_params = network_params
+        self.preprocess = _plain_preprocess(preprocess)
+        self.in_channels = in_channels
+        self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+        self.ordinal = ordinal
+        self.normalize_input = normalize_input
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.nesterov = nesterov
+        self.schedule = schedule
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.grad_clip = grad_clip
+        self.augment = augment
+        self.monitor = monitor
+        self.patience = patience
+        self.tta = tta
+        self.threshold_method = threshold_method
+        self.target_sensitivity = target_sensitivity
+        self.semi_supervised = semi_supervised
+        self.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
+        self.resume = resume
+        self.seed = seed
+        self.deterministic = deterministic
+        self.device = device
+        self.precision = precision
+        self.channels_last = channels_last
+        self.threads = threads
+        self.num_workers = num_workers
+        self.load_workers = load_workers
+        self.cache_dtype = cache_dtype
+        self.eval_batch_size = eval_batch_size
+        self.progress = progress
+        self._unlabeled: Dataset | None = None
+        self._validate_params()
+
+    # -- parameters ----------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments except the `progress` callback (not part of a saved model)."""
+        params = super().get_params()
+        params.pop("progress", None)
+        return params
+
+    def _validate_params(self) -> None:
+        AugmentConfig.from_config(self.augment)
+        SemiSupervisedConfig.from_config(self.semi_supervised)
+        if self.threshold_method not in _THRESHOLD_METHODS:
+            raise InvalidConfig(
+                f"threshold_method must be one of {_THRESHOLD_METHODS}, "
+                f"got {self.threshold_method!r}"
+            )
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise InvalidConfig(f"cache_dtype must be one of {list(CACHE_DTYPES)}")
+        if self.network_params is not None and not isinstance(self.network_params, dict):
+            raise InvalidConfig(f"network_params must be a mapping, got {self.network_params!r}")
+        if self.tta not in (True, False) and not (
+            isinstance(self.tta, (list, tuple)) and set(self.tta) <= {"hflip", "vflip", "dflip"}
+        ):
+            raise InvalidConfig(
+                f"tta must be true/false or a list of hflip/vflip/dflip, got {self.tta!r}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidConfig(f"unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise InvalidConfig(f"precision {self.precision!r} is not one of {list(PRECISIONS)}")
+        parse_schedule(self.schedule)
+        LoopConfig(epochs=self.epochs, batch_size=self.batch_size, patience=self.patience,
+                   checkpoint_dir=self.checkpoint_dir, resume=self.resume)
+
+    def _settings(self) -> RunSettings:
+        return RunSettings.create(self.device, self.precision, self.threads, self.deterministic,
+                                  self.channels_last)
+
+    # -- protocol ------------------------------------------------------------------------------
+    def fit(self, train: Dataset, val: Dataset | None = None,
+            unlabeled: Dataset | None = None) -> TorchClassifier:
+        """Train on the labelled records of `train`; `val` picks the best epoch and threshold.
+
+        `unlabeled` adds images without labels for ``semi_supervised`` training (train records
+        whose label is None are used too).
+        """
+        self._unlabeled = unlabeled
+        try:
+            super().fit(train, val)
+        finally:
+            self._unlabeled = None
+        return self
+
+    def _fit(self, train: Dataset, val: Dataset | None) -> None:
+        from medsight.preprocess import Preprocess
+
+        settings = self._settings()
+        self.preprocess_ = Preprocess.from_config(self.preprocess or [])
+        aug = AugmentConfig.from_config(self.augment)
+        semi = SemiSupervisedConfig.from_config(self.semi_supervised)
+        with settings.activate():
+            seed_everything(self.seed)
+            labelled = train.labelled()
+            cache = self._cache(labelled, "train")
+            self.skipped_ = list(cache.errors)
+            targets = targets_tensor(labelled, cache.index)
+            y = labelled.labels[cache.index]
+            if self.task_ is not Task.MULTILABEL and len(np.unique(y)) < 2:
+                raise InvalidDataset(
+                    f"{train.name}: the readable training images hold one class only "
+                    f"({self.classes_[int(y[0])]!r}); a classifier needs at least two"
+                )
+            self.input_shape_ = list(cache.sample_shape)
+            self.data_channels_ = cache.channels
+            self.network_in_channels_ = self._network_channels(cache.channels)
+            loss = self._loss(y)
+            spatial = cache.spatial_dims
+
+            validation, val_data = None, None
+            if val is not None and len(val.labelled()):
+                val_set = val.labelled()
+                vcache = self._cache(val_set, "val")
+                self._check_shape(vcache, val_set.name)
+                val_data = CachedImages(vcache, targets_tensor(val_set, vcache.index))
+                validation = Validation(val_data, loss, self.task_, self.positive_class_,
+                                        self._eval_batch(), self._flips(aug, spatial))
+
+            unlabeled = self._unlabeled_cache(train) if semi is not None else None
+            mean, std = cache.channel_stats() if self.normalize_input else (None, None)
+            fingerprint = self._fingerprint(labelled, val, unlabeled)
+            augment = BatchAugment(aug, spatial)
+            train_data = CachedImages(cache, targets)
+
+            def new_model(round_index: int) -> TorchModel:
+                torch.manual_seed(self.seed + 7919 * round_index)
+                model = self._build_model(loss)
+                if mean is not None:
+                    model.set_input_stats(mean, std)
+                return settings.prepare_model(model, spatial)
+
+            def trainer(model: nn.Module, objective: Any, round_index: int) -> Trainer:
+                ckpt = self.checkpoint_dir
+                if ckpt is not None and semi is not None and semi.method == "pseudo_label":
+                    ckpt = str(Path(ckpt) / f"round_{round_index}")
+                config = self._loop_config(ckpt, f"{fingerprint}:{round_index}")
+                return Trainer(model, objective, settings, config, validation, self.progress,
+                               round_index)
+
+            if semi is None or semi.method == "fixmatch":
+                model = new_model(0)
+                objective: Any = SupervisedObjective(loss, augment, self.seed)
+                if semi is not None:
+                    assert unlabeled is not None
+                    objective = FixMatchObjective(objective, unlabeled.cache, semi,
+                                                  self.batch_size, self.seed)
+                result = trainer(model, objective, 0).fit(train_data)
+                model.load_state_dict(result.best_state)
+            else:
+                assert unlabeled is not None
+                state: dict[str, TorchModel] = {}
+
+                def fit_round(r: int, data: CachedImages, pseudo_from: int | None
+                              ) -> tuple[nn.Module, FitResult]:
+                    m = new_model(r) if r == 0 or semi.reinit else state["model"]
+                    objective = SupervisedObjective(loss, augment, self.seed + r, pseudo_from)
+                    res = trainer(m, objective, r).fit(data)
+                    m.load_state_dict(res.best_state)
+                    state["model"] = m
+                    return m, res
+
+                def score(m: nn.Module, images: CachedImages) -> np.ndarray:
+                    return predict_proba(m, images, loss, settings, self._eval_batch())
+
+                model, result = pseudo_label_rounds(semi, train_data, unlabeled.cache, loss,
+                                                    fit_round, score)
+
+            self.loss_ = loss
+            self.model_ = model.to("cpu").eval()
+            self.history_ = result.history
+            self.best_epoch_ = result.best_epoch
+            self.best_metric_ = result.best_metric
+            self.stopped_early_ = result.stopped_early
+            self.resumed_from_ = result.resumed_from
+            if val_data is not None and self.task_ is Task.BINARY and self.threshold_method:
+                self.threshold_ = self._choose_threshold(val_data, settings, aug, spatial)
+
+    def _predict_proba(self, dataset: Dataset) -> np.ndarray:
+        return self._map_chunks(dataset, self._proba_of, self._n_outputs())
+
+    def embed(self, dataset: Dataset) -> np.ndarray:
+        """(N, F) CNN embeddings: global-average-pooled last feature maps (NaN rows: unreadable)."""
+        self._check_fitted()
+
+        def features(x: CachedImages, settings: RunSettings, model: nn.Module) -> np.ndarray:
+            out = []
+            with torch.inference_mode():
+                for start in range(0, len(x), self._eval_batch()):
+                    xb, _, _ = x[list(range(start, min(start + self._eval_batch(), len(x))))]
+                    xb = settings.to_device(xb, xb.ndim - 2)
+                    with settings.autocast():
+                        out.append(model.embed(xb).float().cpu().numpy())
+            return np.concatenate(out)
+
+        return self._map_chunks(dataset, features, self.num_features_)
+
+    @property
+    def num_features_(self) -> int:
+        return int(getattr(self.model_.network, "num_features", 0))
+
+    # -- saving ----------------------------------------------------------------------------------
+    def _save_state(self, directory: Path) -> None:
+        torch.save(self.model_.state_dict(), directory / MODEL_FILE)
+        (directory / PREPROCESS_FILE).write_text(self.preprocess_.to_json())
+        state = {
+            "torch_version": torch.__version__,
+            "preprocess_fingerprint": self.preprocess_.fingerprint(),
+            "input_shape": self.input_shape_,
+            "data_channels": self.data_channels_,
+            "network_in_channels": self.network_in_channels_,
+            "history": self.history_,
+            "best_epoch": self.best_epoch_,
+            "best_metric": self.best_metric_,
+            "stopped_early": self.stopped_early_,
+            "skipped": [list(e) for e in getattr(self, "skipped_", [])],
+        }
+        (directory / STATE_FILE).write_text(json.dumps(_json_safe(state), indent=2))
+
+    def _load_state(self, directory: Path) -> None:
+        from medsight.preprocess import Preprocess
+
+        for name in (MODEL_FILE, STATE_FILE, PREPROCESS_FILE):
+            if not (directory / name).is_file():
+                raise BundleIntegrityError(f"{directory}: missing {name} of a torch model")
+        state = json.loads((directory / STATE_FILE).read_text())
+        self.preprocess_ = Preprocess.from_json((directory / PREPROCESS_FILE).read_text(),
+                                                base_dir=directory)
+        if self.preprocess_.fingerprint() != state["preprocess_fingerprint"]:
+            raise BundleIntegrityError(
+                f"{directory}: {PREPROCESS_FILE} does not match the fingerprint recorded at save "
+                "time; the preprocessing chain was edited"
+            )
+        self.input_shape_ = list(state["input_shape"])
+        self.data_channels_ = int(state["data_channels"])
+        self.network_in_channels_ = int(state["network_in_channels"])
+        self.history_ = state.get("history", [])
+        self.best_epoch_ = state.get("best_epoch")
+        self.best_metric_ = state.get("best_metric")
+        self.stopped_early_ = bool(state.get("stopped_early", False))
+        self.resumed_from_ = None
+        self.skipped_ = [tuple(e) for e in state.get("skipped", [])]
+        labels = np.arange(len(self.classes_))
+        self.loss_ = self._loss(labels if self.task_ is not Task.MULTILABEL else None,
+                                weights=False)
+        model = self._build_model(self.loss_, with_weights=False)
+        try:
+            weights = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+            model.load_state_dict(weights)
+        except Exception as exc:
+            raise BundleIntegrityError(
+                f"{directory / MODEL_FILE}: cannot load the weights: {exc}"
+            ) from exc
+        self.model_ = model.eval()
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _cache(self, dataset: Dataset, what: str) -> ImageCache:
+        progress = None
+        if self.progress is not None:
+            def progress(done: int, total: int) -> None:
+                self.progress(TrainEvent(f"load_{what}", 0, self.epochs, done, total, float("nan")))
+        return ImageCache.build(dataset, self.preprocess_, self.cache_dtype,
+                                workers=self.load_workers, progress=progress)
+
+    def _check_shape(self, cache: ImageCache, name: str) -> None:
+        if list(cache.sample_shape) != list(self.input_shape_):
+            raise InvalidDataset(
+                f"{name}: images are {cache.sample_shape} after preprocessing, but the model was "
+                f"trained on {tuple(self.input_shape_)}; add a resize step to the preprocess chain"
+            )
+
+    def _unlabeled_cache(self, train: Dataset) -> CachedImages:
+        records: list[Record] = [r for r in train.records if r.label is None]
+        if self._unlabeled is not None:
+            records += list(self._unlabeled.records)
+        if not records:
+            raise InvalidDataset(
+                f"{train.name}: semi_supervised training needs unlabelled images: records with "
+                "label None in the train split, or fit(..., unlabeled=dataset)"
+            )
+        pool = Dataset(
+            [Record(r.ref, None, r.patient_id, r.study_id, r.split, r.meta) for r in records],
+            train.task, train.classes, name=f"{train.name}:unlabeled",
+        )
+        cache = self._cache(pool, "unlabeled")
+        self._check_shape(cache, pool.name)
+        self.unlabeled_skipped_ = list(cache.errors)
+        self._unlabeled_refs = [r.ref for r in records]
+        return CachedImages(cache)
+
+    def _network_channels(self, data_channels: int) -> int:
+        want = self.in_channels
+        if want is None or want == data_channels:
+            return data_channels
+        if data_channels == 1 and want > 1:
+            return int(want)
+        raise InvalidDataset(
+            f"the images have {data_channels} channels after preprocessing but in_channels="
+            f"{want}; use a to_channels preprocessing step or in_channels=None"
+        )
+
+    def _loss(self, labels: np.ndarray | None, weights: bool = True) -> TaskLoss:
+        k = len(self.classes_)
+        w = None
+        if weights and labels is not None:
+            w = class_weight_tensor(self.class_weight, self.task_, labels, k)
+        return TaskLoss(self.task_, k, w, self.label_smoothing, self.ordinal)
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def _build_model(self, loss: TaskLoss, with_weights: bool = True) -> TorchModel:
+        from medsight.models.networks import create_network
+
+        params = dict(self.network_params or {})
+        if not with_weights:
+            params.pop("weights", None)  # the saved state_dict holds every weight
+        network = create_network(self.network, in_channels=self.network_in_channels_,
+                                 num_classes=loss.network_outputs, **params)
+        return TorchModel(network, self.data_channels_, loss.head())
+
+    def _loop_config(self, checkpoint_dir: str | None, fingerprint: str) -> LoopConfig:
+        return LoopConfig(
+            epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+            momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov,
+            schedule=self.schedule, monitor=self.monitor, patience=self.patience,
+            grad_clip=self.grad_clip, eval_batch_size=self._eval_batch(),
+            num_workers=self.num_workers, seed=self.seed, checkpoint_dir=checkpoint_dir,
+            resume=self.resume, fingerprint=fingerprint,
+        )
+
+    def _eval_batch(self) -> int:
+        return int(self.eval_batch_size or 2 * self.batch_size)
+
+    def _flips(self, aug: AugmentConfig, spatial: int) -> list[tuple[int, ...]] | None:
+        if self.tta is False:
+            return None
+        if self.tta is True:
+            return flip_variants(aug, spatial)
+        allowed = AugmentConfig(hflip="hflip" in self.tta, vflip="vflip" in self.tta,
+                                dflip="dflip" in self.tta)
+        return flip_variants(allowed, spatial)
+
+    def _fingerprint(self, train: Dataset, val: Dataset | None,
+                     unlabeled: CachedImages | None) -> str:
+        """What a resumed run must share with the interrupted one: parameters and data."""
+        h = hashlib.sha256()
+        params = {k: v for k, v in self.get_params().items() if k not in _RUN_ONLY}
+        h.update(json.dumps(_json_safe(params), sort_keys=True, default=str).encode())
+        for ds in (train, val):
+            if ds is not None:
+                for r in ds.records:
+                    h.update(f"{r.ref}\t{r.label}\n".encode())
+        for ref in getattr(self, "_unlabeled_refs", []) if unlabeled is not None else []:
+            h.update(f"{ref}\tunlabeled\n".encode())
+        return h.hexdigest()
+
+    def _choose_threshold(self, val: CachedImages, settings: RunSettings, aug: AugmentConfig,
+                          spatial: int) -> float:
+        from medsight.evaluate.threshold import choose_threshold
+
+        pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
+        assert val.targets is not None
+        y = val.targets.numpy()
+        if (y == pos).all() or not (y == pos).any():
+            log.warning("validation split holds one class only: decision threshold stays 0.5")
+            return 0.5
+        model = settings.prepare_model(self.model_, spatial)
+        try:
+            proba = predict_proba(model, val, self.loss_, settings, self._eval_batch(),
+                                  self._flips(aug, spatial))
+        finally:
+            self.model_ = model.to("cpu").eval()
+        kw: dict[str, Any] = {"method": self.threshold_method, "positive_class": pos}
+        if self.threshold_method == "target_sensitivity":
+            kw["target"] = self.target_sensitivity
+        return float(choose_threshold(y, proba[:, pos], **kw))
+
+    def _proba_of(self, data: CachedImages, settings: RunSettings, model: nn.Module) -> np.ndarray:
+        aug = AugmentConfig.from_config(self.augment)
+        return predict_proba(model, data, self.loss_, settings, self._eval_batch(),
+                             self._flips(aug, data.cache.spatial_dims))
+
+    def _map_chunks(self, dataset: Dataset, fn: Any, width: int) -> np.ndarray:
+        """`fn(images, settings, model)` over `dataset`, chunk by chunk; NaN rows: unreadable."""
+        settings = self._settings()
+        out = np.full((len(dataset), width), np.nan)
+        errors: list[tuple[str, str]] = []
+        with settings.activate():
+            model = settings.prepare_model(self.model_, len(self.input_shape_) - 1)
+            try:
+                for chunk in iter_arrays(dataset, self.preprocess_, 4 * self._eval_batch(),
+                                         self.load_workers):
+                    errors.extend(chunk.errors)
+                    if len(chunk.x) == 0:
+                        continue
+                    cache = ImageCache.from_array(chunk.x, "float32")
+                    self._check_shape(cache, dataset.name)
+                    out[chunk.indices[chunk.ok]] = fn(CachedImages(cache), settings, model)
+            finally:
+                self.model_ = model.to("cpu").eval()
+        self.predict_skipped_ = errors
+        if errors:
+            log.warning("%s: %d of %d images were unreadable; their rows are NaN",
+                        dataset.name, len(errors), len(dataset))
+        return out
+
+
+class TorchEnsemble(MedsightEstimator):
+    """Mean probabilities of several fitted `TorchClassifier`s (e.g. the k models of k-fold CV).
+
+    `fit` trains ``n_folds`` members, member i on every fold but fold i, which is its validation
+    split (stratified; grouped by patient when patient ids exist). `from_members` wraps
+    classifiers fitted elsewhere.
+    """
+
+    kind: ClassVar[str] = "torch_ensemble"
+
+    def __init__(self, params: dict[str, Any] | None = None, n_folds: int = 5, seed: int = 0,
+                 threshold_method: str | None = "youden"):
+        self.params = params
+        self.n_folds = n_folds
+        self.seed = seed
+        self.threshold_method = threshold_method
+        if n_folds < 2:
+            raise InvalidConfig(f"an ensemble needs n_folds >= 2, got {n_folds}")
+
+    @classmethod
+    def from_members(cls, members: Sequence[TorchClassifier]) -> TorchEnsemble:
+        """An ensemble of already fitted classifiers of one task and class list."""
+        if not members:
+            raise InvalidConfig("an ensemble needs at least one member")
+        first = members[0]
+        for m in members:
+            m._check_fitted()
+            if m.task_ is not first.task_ or m.classes_ != first.classes_:
+                raise InvalidConfig("ensemble members must share the task and the classes")
+        ens = cls(params=first.get_params(), n_folds=max(2, len(members)))
+        ens.task_, ens.classes_ = first.task_, list(first.classes_)
+        ens.positive_class_, ens.threshold_ = first.positive_class_, 0.5
+        ens.members_ = list(members)
+        return ens
+
+    def _fit(self, train: Dataset, val: Dataset | None) -> None:
+        from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+        labelled = train.labelled()
+        unlabeled = [r for r in train.records if r.label is None]
+        y = labelled.labels
+        groups = labelled.patient_ids
+        grouped = all(g is not None for g in groups) and len(set(groups)) >= self.n_folds
+        single = self.task_ is not Task.MULTILABEL
+        if single and grouped:
+            splitter: Any = StratifiedGroupKFold(self.n_folds, shuffle=True, random_state=self.seed)
+        elif single:
+            splitter = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.seed)
+        elif grouped:
+            splitter = GroupKFold(self.n_folds)
+        else:
+            splitter = KFold(self.n_folds, shuffle=True, random_state=self.seed)
+        split = splitter.split(np.zeros(len(labelled)), y if single else None,
+                               groups if grouped else None)
+        self.members_ = []
+        base = dict(self.params or {})
+        for i, (fit_idx, hold_idx) in enumerate(split):
+            params = {**base, "seed": int(base.get("seed", self.seed)) + i}
+            if base.get("checkpoint_dir"):
+                params["checkpoint_dir"] = str(Path(base["checkpoint_dir"]) / f"fold_{i}")
+            member = TorchClassifier(**params)
+            part = labelled.subset(fit_idx)
+            if unlabeled:
+                part = part.concat(Dataset(unlabeled, train.task, train.classes, train.name,
+                                           train.positive_class))
+            member.fit(part, labelled.subset(hold_idx))
+            self.members_.append(member)
+        if val is not None and self.task_ is Task.BINARY and self.threshold_method:
+            self.threshold_ = self._choose_threshold(val.labelled())
+
+    def _choose_threshold(self, val: Dataset) -> float:
+        from medsight.evaluate.threshold import choose_threshold
+
+        pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
+        proba = self._predict_proba(val)
+        ok = ~np.isnan(proba[:, 0])
+        y = val.labels[ok]
+        if (y == pos).all() or not (y == pos).any():
+            return 0.5
+        return float(choose_threshold(y, proba[ok, pos], method=self.threshold_method,
+                                      positive_class=pos))
+
+    def _predict_proba(self, dataset: Dataset) -> np.ndarray:
+        return np.mean([m.predict_proba(dataset) for m in self.members_], axis=0)
+
+    def _save_state(self, directory: Path) -> None:
+        for i, m in enumerate(self.members_):
+            m.save(directory / f"member_{i}")
+        (directory / "ensemble.json").write_text(json.dumps({"members": len(self.members_)}))
+
+    def _load_state(self, directory: Path) -> None:
+        meta = directory / "ensemble.json"
+        if not meta.is_file():
+            raise BundleIntegrityError(f"{directory}: missing ensemble.json of a torch ensemble")
+        n = int(json.loads(meta.read_text())["members"])
+        self.members_ = [load_estimator(directory / f"member_{i}") for i in range(n)]
+
+
+@register_feature("cnn")
+class CNNEmbedding(TransformerMixin, BaseEstimator):
+    """CNN embeddings as features for the classical pipeline (``features=["cnn"]``).
+
+    ``model``: folder of a saved `TorchClassifier` (its trained network embeds; inputs must be
+    preprocessed as that model's chain does) or None, then ``network`` is built with ``weights``
+    (a local pretrained checkpoint; without one the features are those of a seeded random
+    network, a weak baseline). Output: ``cnn_0 .. cnn_{F-1}``, the global-average-pooled last
+    feature maps.
+    """
+
+    def __init__(self, model: str | None = None, network: str = "resnet18_28",
+                 weights: str | None = None, batch_size: int = 128, device: str = "auto",
+                 seed: int = 0):
+        self.model = model
+        self.network = network
+        self.weights = weights
+        self.batch_size = batch_size
+        self.device = device
+        self.seed = seed
+
+    def fit(self, X: Any, y: Any = None) -> CNNEmbedding:
+        """Build (or load) the network; learn the input layout and the feature names."""
+        from medsight.features.base import group_pixels
+        from medsight.models.networks import create_network
+
+        _, groups = group_pixels(X)
+        channels = int(groups[0].pixels.shape[1])
+        if self.model is not None:
+            est = load_estimator(self.model)
+            if not isinstance(est, TorchClassifier):
+                raise InvalidConfig(f"cnn features: {self.model} is not a saved TorchClassifier")
+            self.module_ = est.model_
+        else:
+            torch.manual_seed(self.seed)
+            net = create_network(self.network, in_channels=channels, weights=self.weights)
+            self.module_ = TorchModel(net, channels)
+        self.module_.eval()
+        n = int(getattr(self.module_.network, "num_features", 0))
+        self.feature_names_ = np.asarray([f"cnn_{i}" for i in range(n)], dtype=object)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """(N, F) float64 embeddings, rows in input order."""
+        from medsight.features.base import group_pixels
+
+        n, groups = group_pixels(X)
+        settings = RunSettings.create(self.device, "fp32")
+        out = np.empty((n, len(self.feature_names_)))
+        model = settings.prepare_model(self.module_, 2)
+        with torch.inference_mode():
+            for g in groups:
+                for s in range(0, len(g.index), self.batch_size):
+                    x = torch.as_tensor(np.asarray(g.pixels[s:s + self.batch_size], np.float32))
+                    emb = model.embed(settings.to_device(x)).cpu().numpy()
+                    out[g.index[s:s + self.batch_size]] = emb
+        self.module_ = model.to("cpu")
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return self.feature_names_.copy()
+
+
+def _plain_preprocess(spec: Any) -> Any:
+    """Keep the parameter JSON-ready: a `Preprocess` object is stored as its dict."""
+    if spec is None or isinstance(spec, (list, dict)):
+        return spec
+    if isinstance(spec, tuple):
+        return list(spec)
+    if hasattr(spec, "to_dict") and hasattr(spec, "fingerprint"):
+        return spec.to_dict()
+    raise InvalidConfig(
+        f"preprocess must be a list of steps, a Preprocess dict or None; got {spec!r}"
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
