@@ -122,3 +122,15 @@ def test_loader_yields_float_batches_with_targets_and_rows():
     assert sorted(seen) == list(range(10))
     x0, y0, r0 = data[3]
     assert x0.shape == (1, 2, 2) and int(y0) == 1 and int(r0) == 3
+
+
+def test_worker_processes_give_the_same_batches_as_the_main_process():
+    x = np.arange(12 * 4, dtype=np.float32).reshape(12, 1, 2, 2)
+    data = CachedImages(ImageCache.from_array(x), torch.arange(12))
+
+    def rows(workers):
+        loader = make_loader(data, 5, shuffle=True, generator=torch.Generator().manual_seed(4),
+                             num_workers=workers)
+        return [r.tolist() for _, _, r in loader]
+
+    assert rows(2) == rows(0)

@@ -14,7 +14,7 @@ from medsight.data.sources.medmnist import from_medmnist
 from medsight.errors import InvalidConfig
 from medsight.models.torch_classifier import TorchClassifier
 from medsight.train.checkpoint import LAST, load_checkpoint
-from medsight.train.loop import TrainEvent, _SelectionState
+from medsight.train.loop import LoopConfig, TrainEvent, _SelectionState
 
 
 def _comparable(history):
@@ -120,6 +120,7 @@ def test_selection_state_keeps_a_deep_copy():
     assert not sel.update(float("nan"), 3, model, keep=True)
     low = _SelectionState("min")
     assert low.update(0.5, 1, model, True) and low.update(0.4, 2, model, True)
+    assert LoopConfig(monitor="brier").mode == "min" and LoopConfig(monitor="auc").mode == "max"
 
 
 def test_early_stopping_and_progress_events(breast, capsys):

@@ -142,6 +142,13 @@ class TorchClassifier(MedsightEstimator):
         load_workers (threads decoding images), cache_dtype ("auto", "uint8", "float16",
         "float32"), eval_batch_size.
     progress: a callable receiving `TrainEvent`s (not saved; the library never prints).
+
+    Learned attributes (besides the protocol's ``task_``, ``classes_``, ``threshold_``):
+    ``model_`` (`TorchModel`, on the CPU), ``preprocess_``, ``history_`` (one dict per epoch:
+    epoch, round, loss, lr, samples, time_s, val_<metric>..., val_metric, best, and for
+    semi-supervised runs unlabeled_used / unlabeled_seen / pseudo_labelled), ``best_epoch_``,
+    ``best_metric_``, ``stopped_early_``, ``resumed_from_``, ``input_shape_``, ``skipped_``
+    (unreadable training images) and ``predict_skipped_`` (those of the last prediction).
     """
 
     kind: ClassVar[str] = "torch"

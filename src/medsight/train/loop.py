@@ -42,6 +42,7 @@ from medsight.train.optim import build_optimizer
 from medsight.train.schedules import build_scheduler
 
 CHECKPOINT_FORMAT = 1
+LOWER_IS_BETTER = {"loss", "log_loss", "brier", "ece", "mae"}
 log = logging.getLogger(__name__)
 
 
@@ -101,8 +102,8 @@ class LoopConfig:
 
     @property
     def mode(self) -> str:
-        """``"min"`` for a loss, ``"max"`` for every other metric (AUC, accuracy, ...)."""
-        return "min" if self.monitor.endswith("loss") else "max"
+        """``"min"`` for losses and errors (loss, brier, ece, mae), ``"max"`` for AUC, acc..."""
+        return "min" if self.monitor in LOWER_IS_BETTER else "max"
 
 
 @dataclass
