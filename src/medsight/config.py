@@ -46,7 +46,7 @@ class ModelConfig(_Strict):
     """One estimator: ``kind`` picks the class, ``params`` are its constructor arguments."""
 
     name: str | None = None
-    kind: Literal["classical", "torch"] = "classical"
+    kind: Literal["classical", "torch", "torch_ensemble"] = "classical"
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property

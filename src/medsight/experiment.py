@@ -60,6 +60,8 @@ def build_estimator(spec: ModelConfig, preprocess: list[dict[str, Any]], seed: i
     """The estimator a model spec names, with the run's preprocessing chain and seed."""
     if spec.kind == "classical":
         from medsight.models.classical import ClassicalClassifier as cls
+    elif spec.kind == "torch_ensemble":
+        from medsight.models.torch_classifier import TorchEnsemble as cls
     else:
         from medsight.models.torch_classifier import TorchClassifier as cls
     accepted = set(inspect.signature(cls.__init__).parameters)
@@ -70,7 +72,10 @@ def build_estimator(spec: ModelConfig, preprocess: list[dict[str, Any]], seed: i
             f"model {spec.label!r}: unknown parameter(s) {unknown} for kind {spec.kind!r}; "
             f"accepted: {sorted(accepted - {'self'})}"
         )
-    params.setdefault("preprocess", preprocess)
+    if spec.kind == "torch_ensemble":  # the chain belongs to every member network
+        params["params"] = {"preprocess": preprocess, **(params.get("params") or {})}
+    else:
+        params.setdefault("preprocess", preprocess)
     params.setdefault("seed", seed)
     if evaluation is not None and "threshold_method" in accepted:
         method = None if evaluation.threshold == "fixed" else evaluation.threshold

@@ -34,8 +34,16 @@ def register_feature(name: str, *, replace: bool = False) -> Callable[[F], F]:
     return decorate
 
 
+# Extractors living in heavier packages register when first asked for, not at import.
+_LAZY = {"cnn": "medsight.models.torch_classifier"}
+
+
 def feature_factory(name: str) -> Factory:
     """The factory registered under `name`; InvalidConfig listing the known names otherwise."""
+    if name not in _FACTORIES and name in _LAZY:
+        import importlib
+
+        importlib.import_module(_LAZY[name])
     try:
         return _FACTORIES[name]
     except KeyError:
@@ -45,5 +53,5 @@ def feature_factory(name: str) -> Factory:
 
 
 def available_features() -> list[str]:
-    """Registered extractor names, sorted."""
-    return sorted(_FACTORIES)
+    """Registered extractor names (including lazily registered ones), sorted."""
+    return sorted(set(_FACTORIES) | set(_LAZY))
