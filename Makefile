@@ -33,3 +33,5 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+bench: $(STAMP)
