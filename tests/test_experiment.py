@@ -39,6 +39,7 @@ def breast_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.xdist_group("breast_run")
 def test_train_writes_a_complete_run_folder(breast_run: Path) -> None:
     for name in ("config.yaml", "splits.csv", "metrics.json", "predictions.csv", "report.html",
                  "model/estimator.json"):
@@ -59,6 +60,7 @@ def test_train_writes_a_complete_run_folder(breast_run: Path) -> None:
     assert "positive class: <b>malignant</b>" in (breast_run / "report.html").read_text()
 
 
+@pytest.mark.xdist_group("breast_run")
 def test_report_of_a_real_run_renders_in_chromium(breast_run: Path) -> None:
     png = screenshot((breast_run / "report.html").as_uri(), ARTIFACTS / "report_breast.png",
                      height=3000)
@@ -68,6 +70,7 @@ def test_report_of_a_real_run_renders_in_chromium(breast_run: Path) -> None:
     assert rows_with_ink > 0.3, "the page should be filled with tables and plots"
 
 
+@pytest.mark.xdist_group("breast_run")
 def test_compare_two_runs_with_paired_tests(breast_run: Path, tmp_path: Path) -> None:
     cfg = load_config(EXAMPLES / "breastmnist_classical.yaml",
                       {"data.source": str(shared_path("medmnist", "breastmnist.npz")),

@@ -185,17 +185,68 @@ def train(
     config: Annotated[Path, typer.Argument(help="Experiment YAML (see examples/).")],
     data: Annotated[str | None, typer.Option(help="Override data.source.")] = None,
     out: Annotated[Path | None, typer.Option(help="Override the output run folder.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Override any config key, dotted (model.params.epochs=1); VALUE is read as YAML. "
+             "Repeatable.")] = None,
 ) -> None:
     """Train and evaluate the configured model(s); writes a run folder with report.html."""
     from medsight.config import load_config
     from medsight.experiment import run_experiment
 
-    cfg = load_config(config, {"data.source": data, "output": str(out) if out else None})
-    with console.status("starting") as status:
-        result = run_experiment(cfg, status=lambda msg: status.update(msg))
+    overrides = _set_overrides(set_ or [])  # --data and --out win over --set
+    if data is not None:
+        overrides["data.source"] = data
+    if out is not None:
+        overrides["output"] = str(out)
+    cfg = load_config(config, overrides)
+    result = _run_with_progress(cfg, run_experiment)
     _print_metrics(result.metrics, result.model_label)
     console.print(f"[green]run folder[/] {result.out_dir}  ·  report {result.report}  ·  "
                   f"{result.seconds:.0f} s")
+
+
+def _run_with_progress(cfg, run_experiment):
+    """Run an experiment with a stage line and, for networks, a bar per epoch of training."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=True) as bars:
+        stage = bars.add_task("starting", total=None, info="")
+        epoch_task: dict[str, int] = {}
+
+        def on_status(message: str) -> None:
+            bars.update(stage, description=message)
+
+        def on_train(event) -> None:
+            if event.stage == "batch":
+                if "bar" not in epoch_task:
+                    epoch_task["bar"] = bars.add_task("", total=event.batches, info="")
+                info = f"loss {event.loss:.4f}"
+                bars.update(epoch_task["bar"], completed=event.batch, total=event.batches,
+                            description=f"epoch {event.epoch}/{event.epochs}", info=info)
+            elif event.stage == "epoch":
+                val = "" if event.val_metric is None else f" · val {event.val_metric:.4f}"
+                err_console.print(f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f}{val}",
+                                  highlight=False)
+
+        return run_experiment(cfg, status=on_status, progress=on_train)
+
+
+def _set_overrides(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` strings -> {dotted key: YAML-parsed value} for `load_config`."""
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise typer.BadParameter(f"{key}: the value is not valid YAML: {exc}",
+                                     param_hint="--set") from exc
+    return overrides
 
 
 def _print_metrics(metrics: dict, model: str) -> None:
@@ -280,8 +331,7 @@ def demo(
         report = check_dataset(ds, progress=update)
     report.render(console)
     console.rule("2. train and evaluate")
-    with console.status("starting") as status:
-        result = run_experiment(cfg, status=lambda msg: status.update(msg))
+    result = _run_with_progress(cfg, run_experiment)
     _print_metrics(result.metrics, result.model_label)
     console.rule("3. outputs")
     console.print(f"report: {result.report.resolve()}")

@@ -56,7 +56,7 @@ class RunResult:
 
 
 def build_estimator(spec: ModelConfig, preprocess: list[dict[str, Any]], seed: int,
-                    evaluation: Any = None) -> MedsightEstimator:
+                    evaluation: Any = None, progress: Callable | None = None) -> MedsightEstimator:
     """The estimator a model spec names, with the run's preprocessing chain and seed."""
     if spec.kind == "classical":
         from medsight.models.classical import ClassicalClassifier as cls
@@ -77,6 +77,8 @@ def build_estimator(spec: ModelConfig, preprocess: list[dict[str, Any]], seed: i
     else:
         params.setdefault("preprocess", preprocess)
     params.setdefault("seed", seed)
+    if progress is not None and "progress" in accepted:
+        params["progress"] = progress
     if evaluation is not None and "threshold_method" in accepted:
         method = None if evaluation.threshold == "fixed" else evaluation.threshold
         params.setdefault("threshold_method", method)
@@ -124,8 +126,13 @@ def with_positive_class(ds: Dataset, positive: str | int | None) -> Dataset:
     return ds
 
 
-def run_experiment(cfg: ExperimentConfig, status: Status | None = None) -> RunResult:
-    """Run the whole experiment described by `cfg` and write the run folder."""
+def run_experiment(cfg: ExperimentConfig, status: Status | None = None,
+                   progress: Callable | None = None) -> RunResult:
+    """Run the whole experiment described by `cfg` and write the run folder.
+
+    `status` receives one-line stage messages; `progress` is handed to estimators that report
+    training progress (neural networks: a `TrainEvent` per batch and epoch).
+    """
     say = status or (lambda msg: log.info(msg))
     started = time.perf_counter()
     out = Path(cfg.output)
@@ -144,7 +151,7 @@ def run_experiment(cfg: ExperimentConfig, status: Status | None = None) -> RunRe
     results: dict[str, HoldoutResult | CVResult] = {}
     for spec in cfg.models:
         say(f"fitting {spec.label}")
-        factory = _factory(spec, cfg)
+        factory = _factory(spec, cfg, progress)
         if kfold:
             results[spec.label] = cross_validate(
                 factory, ds, k=cfg.data.split.k, grouped=cfg.data.split.grouped,
@@ -247,9 +254,10 @@ def demo_config(out: str | Path, data: str | None = None) -> ExperimentConfig:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _factory(spec: ModelConfig, cfg: ExperimentConfig) -> Callable[[], MedsightEstimator]:
+def _factory(spec: ModelConfig, cfg: ExperimentConfig,
+             progress: Callable | None = None) -> Callable[[], MedsightEstimator]:
     build_estimator(spec, cfg.preprocess, cfg.seed, cfg.evaluation)  # validate params early
-    return lambda: build_estimator(spec, cfg.preprocess, cfg.seed, cfg.evaluation)
+    return lambda: build_estimator(spec, cfg.preprocess, cfg.seed, cfg.evaluation, progress)
 
 
 def _refit_all(spec: ModelConfig, cfg: ExperimentConfig, ds: Dataset) -> MedsightEstimator:
