@@ -112,3 +112,23 @@ def test_export_options_modes_and_bad_input(tmp_path):
         export_onnx(create_network("alexnet"), tmp_path / "x.onnx", (1, 1, 32, 32))
     with pytest.raises(InvalidConfig, match="not found"):
         check_onnx_parity(net, tmp_path / "missing.onnx", torch.rand(1, 1, 28, 28))
+
+
+def test_fitted_classifier_exports_with_its_input_standardisation(tmp_path, breastmnist) -> None:
+    """What gets deployed is the fitted model (standardisation + network), not the bare net."""
+    from medsight.data.sources.medmnist import from_medmnist
+    from medsight.models.export_onnx import export_classifier_onnx
+    from medsight.models.torch_classifier import TorchClassifier
+
+    ds = from_medmnist(breastmnist)
+    train = ds.split("train").subset(range(48))
+    est = TorchClassifier(network="alexnet_small", epochs=1, batch_size=16, threads=1,
+                          preprocess=[{"minmax": {}}], seed=0).fit(train)
+    path = export_classifier_onnx(est, tmp_path / "clf.onnx")
+    x = np.stack([est.preprocess_(ds.split("test").image(i)).pixels for i in range(5)])
+    assert check_onnx_parity(est.model_, path, x) < 1e-4
+    session = onnx_session(path)
+    (logits,) = session.run(["logits"], {"input": x.astype(np.float32)})[:1]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = est.predict_proba(ds.split("test").subset(range(5)))
+    np.testing.assert_allclose(proba, expected, atol=1e-5)

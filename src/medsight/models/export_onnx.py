@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,8 +45,10 @@ class _ExportView(nn.Module):
 
 
 def exports_features(network: Network, with_features: bool = True) -> bool:
-    """Whether `export_onnx` adds the ``features`` output for this network."""
-    return with_features and bool(getattr(network, "global_pool", False))
+    """Whether `export_onnx` adds the ``features`` output for this network (or the network a
+    fitted classifier's `TorchModel` wraps)."""
+    inner = getattr(network, "network", network)
+    return with_features and bool(getattr(inner, "global_pool", False))
 
 
 def export_onnx(
@@ -62,10 +64,14 @@ def export_onnx(
     registered default size); only N may change at inference time.
     """
     if input_shape is None:
+        if not hasattr(model, "name"):
+            raise InvalidConfig(f"{type(model).__name__} is not a registered network: "
+                                "give input_shape")
         input_shape = (1, *network_info(model.name).input_shape(model.in_channels))
     shape = tuple(int(s) for s in input_shape)
     example = torch.zeros(shape, dtype=torch.float32)
-    model.check_input(example)
+    if hasattr(model, "check_input"):
+        model.check_input(example)
     features = exports_features(model, with_features)
     outputs = [LOGITS_NAME, FEATURES_NAME] if features else [LOGITS_NAME]
     dynamic = {name: {0: "batch"} for name in [INPUT_NAME, *outputs]}
@@ -87,6 +93,21 @@ def export_onnx(
 
     onnx.checker.check_model(str(path))
     return path
+
+
+def export_classifier_onnx(estimator: Any, path: str | os.PathLike[str], with_features: bool = True,
+                           opset: int = 17) -> Path:
+    """Export a fitted `TorchClassifier`: its input standardisation, network and (ordinal) head,
+    i.e. exactly the function behind ``predict_proba`` up to the final softmax/link.
+
+    The input is the preprocessed image, (N, *input_shape_), as the saved `Preprocess` chain
+    produces it; only N may change.
+    """
+    model = getattr(estimator, "model_", None)
+    if model is None:
+        raise InvalidConfig("the classifier is not fitted: nothing to export")
+    return export_onnx(model, path, input_shape=(1, *estimator.input_shape_),
+                       with_features=with_features, opset=opset)
 
 
 def onnx_session(path: str | os.PathLike[str]) -> onnxruntime.InferenceSession:
