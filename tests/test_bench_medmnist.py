@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "medmnist.py"

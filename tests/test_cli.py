@@ -92,3 +92,26 @@ def test_datasets_fetch_unknown_name_fails_cleanly(tmp_path: Path) -> None:
     done = run("datasets", "fetch", "nosuchmnist", "--cache-dir", str(tmp_path))
     assert done.returncode == 1
     assert "nosuchmnist" in done.stderr
+
+
+def test_preprocess_preview_writes_a_before_after_grid(tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text("- crop_foreground: {}\n- resize: {size: [48, 48]}\n- minmax: {}\n")
+    out = tmp_path / "grid.png"
+    done = run("preprocess", "preview", "phantom:n=20,size=64", "-c", str(cfg), "-o", str(out),
+               "--n", "3")
+    assert done.returncode == 0, done.stderr
+    with PILImage.open(out) as im:
+        assert im.format == "PNG"
+        w, h = im.size
+    assert h > w, "three rows of before/after pairs"
+    assert "crop_foreground" in done.stdout
+
+
+def test_preprocess_preview_unknown_step_names_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text("- sharpen_magic: {}\n")
+    done = run("preprocess", "preview", "phantom:n=10,size=32", "-c", str(cfg))
+    assert done.returncode == 1 and "sharpen_magic" in done.stderr

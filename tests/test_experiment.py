@@ -119,3 +119,24 @@ def test_unknown_model_parameter_is_rejected(tmp_path: Path) -> None:
                    "model: {kind: classical, params: {model: svm_rbf, kernel_size: 3}}\n")
     done = medsight("train", str(cfg), "--out", str(tmp_path / "o"))
     assert done.returncode == 1 and "kernel_size" in done.stderr
+
+
+def test_external_evaluation_sits_beside_the_internal_test(tmp_path: Path) -> None:
+    """Train on one phantom cohort, test on another generated with a different seed."""
+    cfg = tmp_path / "ext.yaml"
+    cfg.write_text(
+        "data:\n  source: 'phantom:n=120,size=32,seed=0'\n  external: 'phantom:n=60,size=32,seed=7'\n"
+        "preprocess: [{minmax: {}}]\n"
+        "model: {kind: classical, params: {model: logistic_regression, features: [hog]}}\n"
+        "evaluation: {n_boot: 200}\n"
+        f"output: {tmp_path / 'run'}\n")
+    result = run_experiment(load_config(cfg))
+    metrics = result.metrics
+    assert metrics["external"]["n"] == 60
+    rows = {r["metric"]: r for r in metrics["external_vs_internal"]}
+    assert rows["auc"]["internal"] == pytest.approx(metrics["test"]["auc"])
+    assert rows["auc"]["external"] == pytest.approx(metrics["external"]["auc"])
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "External vs internal" in html and "Results: external" in html
+    preds = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert (preds["split"] == "external").sum() == 60
