@@ -20,8 +20,10 @@ from rich.table import Table
 
 from medsight.errors import MedsightError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or captured output (CI logs, `| less`) gets 120 columns instead of rich's 80, so tables
+# of file references stay readable; a real terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 app = typer.Typer(
     help="medsight: medical image classification and detection, from files to a validated model.",
