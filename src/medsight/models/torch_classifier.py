@@ -138,7 +138,9 @@ class TorchClassifier(MedsightEstimator):
     checkpoint_dir, resume: write a checkpoint every epoch; resume a killed run from it.
     seed, deterministic: repeatability (deterministic=True: same weights on every rerun and
         after a resume). device ("auto", "cpu", "cuda", "cuda:1"), precision ("auto", "fp32",
-        "fp16", "bf16"), channels_last, threads (CPU threads; None: all cores), num_workers,
+        "fp16", "bf16"), channels_last, threads (CPU threads; None: all cores; "adaptive": the
+        cores other processes leave idle, re-measured every epoch, for busy shared machines),
+        num_workers,
         load_workers (threads decoding images), cache_dtype ("auto", "uint8", "float16",
         "float32"), eval_batch_size.
     progress: a callable receiving `TrainEvent`s (not saved; the library never prints).
@@ -186,7 +188,7 @@ class TorchClassifier(MedsightEstimator):
         device: str = "auto",
         precision: str = "auto",
         channels_last: bool = False,
-        threads: int | None = None,
+        threads: int | str | None = None,
         num_workers: int = 0,
         load_workers: int = 1,
         cache_dtype: str = "auto",

@@ -373,6 +373,7 @@ class Trainer:
         cfg, model = self.config, self.model
         t0 = time.perf_counter()
         model.train()
+        threads = self.settings.adapt_threads()
         self.objective.start_epoch(epoch)
         total, seen = 0.0, 0
         lr = optimizer.param_groups[0]["lr"]
@@ -402,6 +403,7 @@ class Trainer:
             "loss": total / max(seen, 1),
             "lr": lr,
             "samples": seen,
+            "threads": threads,
             "_t0": t0,
         }
         record.update(self.objective.end_epoch())
