@@ -105,3 +105,24 @@ def test_set_needs_key_equals_value(tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["train", str(EXAMPLES / "alexnet_cifar10.yaml"),
                                     "--set", "model.params.epochs"])
     assert done.exit_code == 2 and "KEY=VALUE" in done.output
+
+
+def test_breastmnist_cnn_example_runs(tmp_path: Path) -> None:
+    from conftest import shared_path
+
+    data = shared_path("medmnist", "breastmnist.npz")
+    config = EXAMPLES / "breastmnist_cnn.yaml"
+    spec = load_config(config).model  # the recipe is the example's to change; check it is used
+    out = tmp_path / "breast"
+    _train(str(config), "--data", str(data), "--out", str(out),
+           "--set", "model.params.epochs=1", "--set", "data.limit=24",
+           "--set", "evaluation.n_boot=100")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == spec.label
+    assert metrics["test"]["n"] == 24 and metrics["val"]["n"] == 24
+    assert 0 <= metrics["test"]["auc"] <= 1 and 0 <= metrics["test"]["acc"] <= 1
+    assert metrics["test"]["positive_class"] == 0  # malignant
+    est = load_estimator(out / "model")
+    assert isinstance(est, TorchClassifier) and est.network == spec.params["network"]
+    assert est.input_shape_ == [1, 28, 28] and len(est.history_) == 1
+    assert est.threshold_ == 0.5  # evaluation.threshold: fixed, as MedMNIST scores ACC
