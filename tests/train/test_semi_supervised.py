@@ -83,3 +83,39 @@ def test_semi_supervised_options_are_checked():
         SemiSupervisedConfig.from_config({"method": "fixmatch", "tau": 0.9})
     with pytest.raises(InvalidConfig, match="threshold"):
         TorchClassifier(semi_supervised={"method": "pseudo_label", "threshold": 2})
+
+
+def test_pseudo_label_rounds_keep_the_round_that_validates_best() -> None:
+    """A pseudo-label round that scores worse on validation must not replace round 0."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from medsight.data.dataset import Task
+    from medsight.train.data import CachedImages, ImageCache
+    from medsight.train.loop import FitResult
+    from medsight.train.losses import TaskLoss
+    from medsight.train.semi_supervised import SemiSupervisedConfig, pseudo_label_rounds
+
+    labelled = CachedImages(ImageCache.from_array(np.zeros((4, 1, 8, 8))), torch.tensor([0, 1, 0, 1]))
+    pool = ImageCache.from_array(np.zeros((6, 1, 8, 8)))
+    val_auc = {0: 0.80, 1: 0.70, 2: 0.75}  # both pseudo-label rounds validate worse
+    models = {r: nn.Linear(1, 1) for r in val_auc}
+    seen_rounds = []
+
+    def fit_round(r, data, pseudo_from):
+        seen_rounds.append((r, len(data)))
+        return models[r], FitResult({}, 1, val_auc[r], [{"epoch": 1, "round": r}])
+
+    def score(model, images):  # every unlabelled image confidently class 1
+        return np.tile([0.01, 0.99], (len(images), 1))
+
+    config = SemiSupervisedConfig(method="pseudo_label", threshold=0.95, rounds=2)
+    model, result = pseudo_label_rounds(config, labelled, pool, TaskLoss(Task.BINARY, 2),
+                                        fit_round, score)
+    assert seen_rounds == [(0, 4), (1, 10), (2, 10)]  # the pool was used
+    assert model is models[0] and result.best_metric == 0.80
+    assert [h["round"] for h in result.history] == [0, 1, 2]
+    val_auc[2] = 0.9  # now the last round wins
+    model, _ = pseudo_label_rounds(config, labelled, pool, TaskLoss(Task.BINARY, 2), fit_round, score)
+    assert model is models[2]

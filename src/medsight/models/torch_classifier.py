@@ -36,6 +36,7 @@ from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
 from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, iter_arrays, targets_tensor
 from medsight.train.device import PRECISIONS, RunSettings, seed_everything
 from medsight.train.loop import (
+    LOWER_IS_BETTER,
     Callback,
     FitResult,
     LoopConfig,
@@ -367,8 +368,9 @@ class TorchClassifier(MedsightEstimator):
                 def score(m: nn.Module, images: CachedImages) -> np.ndarray:
                     return predict_proba(m, images, loss, settings, self._eval_batch())
 
-                model, result = pseudo_label_rounds(semi, train_data, unlabeled.cache, loss,
-                                                    fit_round, score)
+                model, result = pseudo_label_rounds(
+                    semi, train_data, unlabeled.cache, loss, fit_round, score,
+                    lower_is_better=self.monitor in LOWER_IS_BETTER)
 
             self.loss_ = loss
             self.model_ = model.to("cpu").eval()

@@ -97,19 +97,23 @@ def pseudo_label_rounds(
     loss: TaskLoss,
     fit_round: RoundFit,
     score: Scorer,
+    lower_is_better: bool = False,
 ) -> tuple[nn.Module, FitResult]:
     """Round 0 on the labelled data, then `config.rounds` rounds adding confident pseudo-labels.
 
     ``fit_round(round, data, pseudo_from)`` trains one round (rows >= `pseudo_from` of `data` are
     pseudo-labelled) and returns the model holding its best weights plus the round's result;
-    ``score(model, images)`` returns probabilities. Returns the last round's model and a result
-    whose history spans every round (``round`` and ``pseudo_labelled`` columns).
+    ``score(model, images)`` returns probabilities. Returns the model of the round with the best
+    validation metric (the last round when there is no validation data: pseudo-labels that hurt
+    on validation are not kept) and a result whose history spans every round (``round`` and
+    ``pseudo_labelled`` columns).
     """
     if labelled.targets is None:
         raise ValueError("labelled data needs targets")
     model, result = fit_round(0, labelled, None)
     history = [{"unlabeled_used": 0, **h, "pseudo_labelled": 0} for h in result.history]
     pool = CachedImages(unlabeled)
+    best_model, best_result = model, result
     for r in range(1, config.rounds + 1):
         rows, targets = select_confident(score(model, pool), loss, config.threshold)
         if len(rows):
@@ -121,8 +125,17 @@ def pseudo_label_rounds(
             data = labelled
         model, result = fit_round(r, data, len(labelled))
         history += [{**h, "pseudo_labelled": int(len(rows))} for h in result.history]
-    result.history = history
-    return model, result
+        if _better(result.best_metric, best_result.best_metric, lower_is_better):
+            best_model, best_result = model, result
+    best_result.history = history
+    return best_model, best_result
+
+
+def _better(new: float | None, old: float | None, lower_is_better: bool) -> bool:
+    """Whether a round's validation metric beats the best so far (no metric: the newer wins)."""
+    if new is None or old is None:
+        return True
+    return new < old if lower_is_better else new > old
 
 
 # -- FixMatch -----------------------------------------------------------------------------------
