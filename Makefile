@@ -35,3 +35,24 @@ clean:
 	rm -rf $(VENV) runs .pytest_cache
 
 bench: $(STAMP)
+
+# MedMNIST section of BENCHMARKS.md from the recorded JSON results in bench/results/medmnist/;
+# RUN=1 retrains first (every method, 3 seeds: hours on 2 CPU cores; see bench/medmnist.py).
+.PHONY: bench-medmnist
+bench: bench-medmnist
+bench-medmnist: $(STAMP)
+	$(BIN)/python bench/medmnist.py --write $(if $(RUN),--run,)
+
+# Semi-supervised section of BENCHMARKS.md from bench/results/semi_supervised.json;
+# RUN=1 retrains first (BreastMNIST 10 %/25 % labels, 3 seeds: ~40-60 min on a shared 2-core CPU).
+.PHONY: bench-semi-supervised
+bench: bench-semi-supervised
+bench-semi-supervised: $(STAMP)
+	$(BIN)/python bench/semi_supervised.py --write $(if $(RUN),--run,)
+
+# Training-speed section of BENCHMARKS.md from bench/results/train_speed.json; RUN=1 measures
+# again (medsight's loop vs a plain PyTorch loop, interleaved rounds: ~15-30 min on a busy 2-core CPU).
+.PHONY: bench-train-speed
+bench: bench-train-speed
+bench-train-speed: $(STAMP)
+	$(BIN)/python bench/train_speed.py --write $(if $(RUN),,--no-run)

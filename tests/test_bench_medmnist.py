@@ -35,7 +35,7 @@ def test_tiny_run_writes_records_and_the_medmnist_section(bench, tmp_path):
                      "breastmnist__recipe__s0.json"]
     rec = json.loads((out / "breastmnist__recipe__s0.json").read_text())
     assert rec["n"] == {"train": 64, "val": 64, "test": 64}
-    assert rec["epochs_run"] == 1 and rec["params"]["network"] == "alexnet_small"
+    assert rec["epochs_run"] == 1 and rec["params"]["network"] == "resnet18_28"
     assert rec["hardware"]["cores"] >= 1 and rec["hardware"]["torch"]
     for r in (rec, json.loads((out / "breastmnist__pixels+svm__s0.json").read_text())):
         assert 0.0 <= r["test"]["acc"] <= 1.0 and 0.0 <= r["test"]["auc"] <= 1.0
