@@ -268,8 +268,8 @@ def make_phantoms(
     """A binary normal/lesion dataset of `n` phantoms (no pixels rendered until asked for).
 
     ``meta["boxes"]`` lists each lesion's [x0, y0, x1, y1] in pixels and ``meta["contrast"]`` its
-    peak brightness (0..1 of full scale). Patient ids ``PH0001``... (``PH<seed>-0001`` for seed != 0, so cohorts
-    made with different seeds share no patient); about a third of images
+    peak brightness (0..1 of full scale). Patient ids ``PH0001``... (``PH<seed>-0001`` for
+    seed != 0, so cohorts made with different seeds share no patient); about a third of images
     share their patient with a neighbour. ``splits`` (train, val, test fractions) are assigned
     by patient, so no patient spans two splits; None leaves splits unassigned.
     """
