@@ -53,6 +53,7 @@ from medsight.models.search import (
     search_on_val,
 )
 from medsight.preprocess import Preprocess
+from medsight.preprocess.chain import plain_spec
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class ClassicalClassifier(MedsightEstimator):
         self.model = model
         self.features = list(features)
         self.feature_params = feature_params
-        self.preprocess = _plain_preprocess(preprocess)
+        self.preprocess = plain_spec(preprocess)
         self.model_params = model_params
         self.search = search
         self.class_weight = class_weight
@@ -391,18 +392,6 @@ def _targets(dataset: Dataset, arrays: LoadedArrays) -> np.ndarray:
     """Labels of the readable records: (N,) class indices or (N, L) flags."""
     return dataset.labels[arrays.ok]
 
-
-def _plain_preprocess(spec: Any) -> Any:
-    """Keep configs JSON-ready: a `Preprocess` object given directly is stored as its dict."""
-    if spec is None or isinstance(spec, (list, dict)):
-        return spec
-    if isinstance(spec, tuple):
-        return list(spec)
-    if hasattr(spec, "to_dict") and hasattr(spec, "fingerprint"):
-        return spec.to_dict()
-    raise InvalidConfig(
-        f"preprocess must be a list of steps, a Preprocess JSON dict or None; got {spec!r}"
-    )
 
 
 def _build_preprocess(spec: Any) -> Any:

@@ -32,6 +32,7 @@ from medsight.data.dataset import Dataset, Record, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.features.registry import register_feature
 from medsight.models.base import MedsightEstimator, load_estimator
+from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
 from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, iter_arrays, targets_tensor
 from medsight.train.device import PRECISIONS, RunSettings, seed_everything
@@ -198,7 +199,7 @@ class TorchClassifier(MedsightEstimator):
     ):
         self.network = network
         self.network_params = network_params
-        self.preprocess = _plain_preprocess(preprocess)
+        self.preprocess = plain_spec(preprocess)
         self.in_channels = in_channels
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -772,18 +773,6 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return self.feature_names_.copy()
 
-
-def _plain_preprocess(spec: Any) -> Any:
-    """Keep the parameter JSON-ready: a `Preprocess` object is stored as its dict."""
-    if spec is None or isinstance(spec, (list, dict)):
-        return spec
-    if isinstance(spec, tuple):
-        return list(spec)
-    if hasattr(spec, "to_dict") and hasattr(spec, "fingerprint"):
-        return spec.to_dict()
-    raise InvalidConfig(
-        f"preprocess must be a list of steps, a Preprocess dict or None; got {spec!r}"
-    )
 
 
 def _json_safe(value: Any) -> Any:

@@ -193,3 +193,17 @@ class Preprocess:
 
     def __repr__(self) -> str:
         return f"Preprocess([{', '.join(repr(s) for s in self.steps)}])"
+
+
+def plain_spec(spec: Any) -> Any:
+    """A preprocessing parameter in JSON-ready form, as estimators store it: a list of steps, a
+    `Preprocess` JSON dict, or None (a `Preprocess` object given directly becomes its dict)."""
+    if spec is None or isinstance(spec, (list, dict)):
+        return spec
+    if isinstance(spec, tuple):
+        return list(spec)
+    if isinstance(spec, Preprocess):
+        return spec.to_dict()
+    raise InvalidConfig(
+        f"preprocess must be a list of steps, a Preprocess JSON dict or None; got {spec!r}"
+    )
