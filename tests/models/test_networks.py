@@ -271,3 +271,20 @@ def test_acs_conversion_of_a_network():
     assert not any(isinstance(m, nn.Conv2d | nn.BatchNorm2d) for m in net.modules())
     with pytest.raises(InvalidConfig, match="ConvTranspose2d"):
         convert_2d_to_3d(nn.Sequential(nn.ConvTranspose2d(1, 1, 2)))
+
+
+def test_cnn3d_small_is_light_and_takes_any_volume_size():
+    net = create_network("cnn3d_small", in_channels=1, num_classes=2)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert 200_000 < n_params < 240_000  # w=8: 0.22 M, ~50x fewer than resnet18_3d
+    assert network_info("resnet18_3d").parameters > 50 * n_params
+    net.eval()
+    for size in (28, 40, 64):
+        maps, logits = net.features_and_logits(torch.rand(2, 1, size, size, size))
+        assert logits.shape == (2, 2) and maps.shape[:2] == (2, 64)
+    wide = create_network("cnn3d_small", width=16)
+    assert wide.num_features == 128
+    with pytest.raises(InvalidConfig, match="width"):
+        create_network("cnn3d_small", width=0)
+    with pytest.raises(InvalidConfig, match="at least 8"):
+        net(torch.rand(1, 1, 4, 28, 28))

@@ -7,6 +7,7 @@ built by name with ``make_features`` and new ones join with ``register_feature``
 from medsight.features.base import ImageFeatureExtractor
 from medsight.features.hog import HOG
 from medsight.features.registry import available_features, feature_factory, register_feature
+from medsight.features.shape import ShapeFeatures as ShapeFeatures  # re-export; registers "shape"
 from medsight.features.stats import GlobalStats
 from medsight.features.texture import GLCM, LBP
 from medsight.features.union import make_features

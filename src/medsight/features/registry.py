@@ -1,8 +1,8 @@
 """Feature extractors by name: one decorated class or factory per extractor, timm style.
 
-Built-in names: ``stats``, ``hog``, ``lbp``, ``glcm``. Another extractor (e.g. CNN embeddings)
-joins with ``register_feature("cnn")`` on its class or factory function; ``make_features`` then
-builds it by name like the others.
+Built-in names: ``stats``, ``hog``, ``lbp``, ``glcm``, ``shape``. Another extractor (e.g. CNN
+embeddings) joins with ``register_feature("cnn")`` on its class or factory function;
+``make_features`` then builds it by name like the others.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CT/MR volumes: small rotations and zoom, laterality kept.
     "volume": {"rotate": 10, "scale": (0.9, 1.1), "translate": 0.05, "brightness": 0.1,
                "contrast": 0.1},
+    # Binary masks / segmentations (e.g. AdrenalMNIST3D): geometry only, since intensity changes
+    # would only blur the two labels; left-right flip, as left and right organs mirror each other.
+    "mask": {"hflip": True, "rotate": 15, "scale": (0.9, 1.1), "translate": 0.05},
 }
 
 

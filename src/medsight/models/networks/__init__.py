@@ -9,6 +9,7 @@ from medsight.models.networks import (  # noqa: F401  (imported to register thei
     alexnet,
     resnet3d,
     resnet_small,
+    small3d,
     torchvision_nets,
 )
 from medsight.models.networks.acs import ACSConv, convert_2d_to_3d
