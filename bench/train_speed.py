@@ -18,7 +18,8 @@ Variants (an ablation, each one adds one change):
   other processes leave idle, re-measured every epoch (`medsight.train.device.CpuShare`);
 - ``+compile``: ``torch.compile`` (inductor) of the channels-last model, all cores; the first
   round's time includes compiling (``--compile``);
-- ``+bf16``: bfloat16 autocast (``--bf16``; this CPU has no bf16 arithmetic, see BENCHMARKS.md).
+- ``+bf16``: bfloat16 autocast: measured automatically on a CPU with bf16 arithmetic (AVX512-BF16
+  or AMX), else only with ``--bf16`` (emulated, very slow; see BENCHMARKS.md).
 
 A result check trains the plain loop and medsight's fastest CPU loop from the same seed, the same
 initial weights and the same shuffled batch order and compares their per-batch losses.
@@ -372,6 +373,13 @@ def _relevant_flags() -> str:
     return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 (AVX512-BF16 or AMX): only then is bf16 worth timing."""
+    from common import cpu_flags
+
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+
+
 @contextlib.contextmanager
 def _quiet_compile() -> Iterator[None]:
     import logging
@@ -409,7 +417,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--compile", action="store_true", help="add the torch.compile variant")
-    ap.add_argument("--bf16", action="store_true", help="add the bf16 autocast variant")
+    ap.add_argument("--bf16", action="store_true",
+                    help="add the bf16 autocast variant (automatic on CPUs with bf16 arithmetic)")
     ap.add_argument("--images", type=int, default=None,
                     help="train images per epoch (default: all 546; fewer = shorter rounds)")
     ap.add_argument("--check-batch", type=int, default=32, help="batch size of the check")
@@ -423,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         names = ["plain", "medsight", "+channels_last", "+adaptive_threads"]
         names += ["+compile"] if args.compile else []
-        names += ["+bf16"] if args.bf16 else []
+        names += ["+bf16"] if args.bf16 or native_bf16() else []
         result = run(names, args.rounds, args.warmup, args.check_batch,
                      args.images)
         for name, v in result["speed"]["variants"].items():
