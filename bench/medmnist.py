@@ -433,9 +433,10 @@ def render(records: list[dict[str, Any]]) -> str:
 
 
 NOT_RUN_WHY = {
-    "resnet18_28_official": "100 epochs of `resnet18_28` at the ~12 img/s one torch thread "
-                            "reached on the shared machine is ~75 min per seed (~15 min on a "
-                            "quiet machine with both cores)",
+    "resnet18_28_official": "100 epochs of `resnet18_28` take about 32 min per seed on "
+                            "BreastMNIST on this quiet 2-core CPU (19 s per epoch) and about "
+                            "twice that on RetinaMNIST; run once on BreastMNIST, the recipe got "
+                            "the seeds",
     "alexnet_small": "AlexNet's 28 px variant is the recipe's network; its MedMNIST-protocol "
                      "run (100 epochs) did not fit the time budget",
     "alexnet_64": "did not fit the time budget",

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from medsight.cli import app
 from medsight.config import load_config
+from medsight.errors import InvalidConfig
 from medsight.models.base import load_estimator
 from medsight.models.networks.alexnet import LocalResponseNorm
 from medsight.models.torch_classifier import TorchClassifier
@@ -126,3 +127,30 @@ def test_breastmnist_cnn_example_runs(tmp_path: Path) -> None:
     assert isinstance(est, TorchClassifier) and est.network == spec.params["network"]
     assert est.input_shape_ == [1, 28, 28] and len(est.history_) == 1
     assert est.threshold_ == 0.5  # evaluation.threshold: fixed, as MedMNIST scores ACC
+
+
+def test_adrenalmnist3d_example_runs_shape_models_and_the_3d_cnn(tmp_path: Path) -> None:
+    from conftest import shared_path
+
+    data = shared_path("medmnist", "adrenalmnist3d.npz")
+    config = EXAMPLES / "adrenalmnist3d.yaml"
+    names = [c.label for c in load_config(config).candidates]
+    out = tmp_path / "adrenal"
+    _train(str(config), "--data", str(data), "--out", str(out),
+           "--set", "candidates.3.params.epochs=1", "--set", "data.limit=40",
+           "--set", "evaluation.n_boot=100")
+    metrics = json.loads((out / "metrics.json").read_text())
+    board = metrics["candidates"]
+    assert sorted(r["model"] for r in board) == sorted(names) and len(names) == 4
+    assert board[0]["model"] == metrics["model"]  # chosen on validation AUC
+    assert metrics["test"]["n"] == 40 and metrics["test"]["positive_class"] == 1  # hyperplasia
+    assert 0 <= metrics["test"]["auc"] <= 1
+    cnn = load_config(config, overrides={"candidates.3.params.epochs": 1}).candidates[3]
+    assert cnn.params["network"] == "cnn3d_small" and cnn.params["epochs"] == 1
+
+
+def test_set_indexes_lists_and_names_a_bad_index(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfig, match=r"candidates is a list of 4; give an index 0\.\.3"):
+        load_config(EXAMPLES / "adrenalmnist3d.yaml", overrides={"candidates.9.params.lr": 1})
+    with pytest.raises(InvalidConfig, match="is a value"):
+        load_config(EXAMPLES / "adrenalmnist3d.yaml", overrides={"name.x": 1})

@@ -145,8 +145,26 @@ def parse_config(raw: dict[str, Any], origin: str = "<config>") -> ExperimentCon
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    node = raw
+    """Set ``a.b.c`` in nested mappings; a number indexes a list (``candidates.2.params.lr``)."""
+    node: Any = raw
     *parents, leaf = dotted.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
+    for depth, key in enumerate([*parents, leaf]):
+        last = depth == len(parents)
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise InvalidConfig(
+                    f"--set {dotted}: {'.'.join(parents[:depth]) or '(top)'} is a list of "
+                    f"{len(node)}; give an index 0..{len(node) - 1}, got {key!r}"
+                )
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        elif not isinstance(node, dict):
+            raise InvalidConfig(
+                f"--set {dotted}: {'.'.join(parents[:depth])} is a value, not a mapping or list"
+            )
+        elif last:
+            node[key] = value
+        else:
+            node = node.setdefault(key, {})
