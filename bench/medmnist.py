@@ -379,11 +379,12 @@ def render(records: list[dict[str, Any]]) -> str:
         "one-vs-rest, as in MedMNIST. Mean ± sd over seeds (sd over seeds, not a CI).",
         "",
         f"Hardware: {hw['cpu']}, {hw['cores']} cores ({hw['simd'].upper()}, no GPU), "
-        f"torch {hw['torch']}, fp32, one torch thread per training process except the "
-        "BreastMNIST recipe (two threads, run alone on the quiet machine). The other rows ran "
-        "while the machine was shared with other engineers' tests and benchmarks, so their wall "
-        "times are inflated; the column *load* is the 1-minute load average when the run "
-        "started (2.0 = both cores busy).",
+        f"torch {hw['torch']}, fp32. Run alone with two torch threads on the quiet machine: "
+        "the BreastMNIST recipe, the ResNet-18 (28) protocol run and the AdrenalMNIST3D "
+        "recipe. The other rows ran with one torch thread per process while the machine was "
+        "shared with other engineers' tests and benchmarks, so their wall times are inflated; "
+        "the column *load* is the 1-minute load average when the run started (2.0 = both "
+        "cores busy).",
         "",
         "Methods:",
         "",
