@@ -117,9 +117,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # 8 that fit the loaded machine stopped short (best validation AUC at epochs 14-22 of 30)
     "breastmnist": {**RECIPE_COMMON, "network": "resnet18_28", "lr": 1e-3,
                     "augment": "ultrasound", "label_smoothing": 0.1, "epochs": 30},
-    # fundus photographs have no preferred orientation; grades are ordinal (CORAL head)
-    "retinamnist": {**RECIPE_COMMON, "augment": "rotation_invariant", "ordinal": "coral",
-                    "epochs": 10},
+    # fundus photographs have no preferred orientation; grades are ordinal (CORAL head).
+    # resnet18_28 replaced alexnet_small (10 epochs) on validation AUC: 0.815 (seed 0) vs
+    # 0.781 ± 0.005 (seeds 0-2); records of the superseded recipe in results/superseded/
+    "retinamnist": {**RECIPE_COMMON, "network": "resnet18_28", "lr": 1e-3,
+                    "augment": "rotation_invariant", "ordinal": "coral", "epochs": 20},
     # any other 2D subset
     "default2d": {**RECIPE_COMMON, "augment": "light", "epochs": 15},
     # adrenal masks (binary 28^3 shapes): a 3D CNN small enough for a CPU, geometric
@@ -388,10 +390,10 @@ def render(records: list[dict[str, Any]]) -> str:
         "",
         "Methods:",
         "",
-        f"- **medsight recipe** (2D): BreastMNIST `resnet18_28`, AdamW lr 1e-3, "
-        f"{RECIPES['breastmnist']['epochs']} epochs; RetinaMNIST `alexnet_small` (AlexNet's "
-        f"layout for 28 px), AdamW lr 5e-4, {RECIPES['retinamnist']['epochs']} epochs; "
-        "both: weight decay 0.05 on weights only, cosine schedule with 1 warm-up epoch, "
+        f"- **medsight recipe** (2D): `resnet18_28`, AdamW lr 1e-3, "
+        f"{RECIPES['breastmnist']['epochs']} epochs (BreastMNIST) or "
+        f"{RECIPES['retinamnist']['epochs']} epochs (RetinaMNIST), "
+        "weight decay 0.05 on weights only, cosine schedule with 1 warm-up epoch, "
         "batch 32, modality augmentation "
         "(BreastMNIST `ultrasound`: L-R flip, ±10° rotation, "
         "±10% zoom, 5% shift, brightness/contrast/gamma, light noise; RetinaMNIST "
