@@ -1,14 +1,14 @@
 """A small VGG-style 3D CNN for 28-64^3 volumes that trains in minutes on a CPU.
 
-A 3D ResNet-18 on a 28^3 volume costs about 40 GFLOP per forward pass (every 2D kernel inflated
-to 3x3x3, no early downsampling): hours per epoch on a few CPU cores. `cnn3d_small` keeps the
-full resolution for one cheap layer only and then halves it three times:
+A 3D ResNet-18 on a 28^3 volume costs about 35 GFLOP per forward pass (every 2D kernel inflated
+to 3x3x3, no early downsampling; its ACS variant about 12): hours per epoch on a few CPU cores.
+`cnn3d_small` keeps the full resolution for one cheap layer only and then halves it three times:
 
     conv(C->w) @28^3 | conv(w->2w, /2) conv(2w->2w) @14^3 | conv(2w->4w, /2) conv(4w->4w) @7^3
     | conv(4w->8w, /2) conv(8w->8w) @4^3 | global average pool | dropout | linear(8w->classes)
 
 every conv 3x3x3 + batch norm + ReLU. With the default width w=8 that is 0.22 M parameters and
-about 0.25 GFLOP per 28^3 forward pass: an AdrenalMNIST3D epoch (1188 volumes) takes seconds to
+about 0.12 GFLOP per 28^3 forward pass: an AdrenalMNIST3D epoch (1188 volumes) takes seconds to
 tens of seconds on two cores. Binary masks and small organs need shape, not depth, which is
 what the full-resolution first layer and three scales give.
 """
