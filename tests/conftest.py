@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -28,3 +31,29 @@ def shared_data() -> Path:
 @pytest.fixture
 def breastmnist() -> Path:
     return shared_path("medmnist", "breastmnist.npz")
+
+
+def tiny_nets() -> ModuleType:
+    """tests/train/tiny_nets.py imported once as `tiny_nets` (it registers the tiny test networks).
+
+    Test folders are not packages, so every user goes through this one module object; a second
+    import would register the networks twice.
+    """
+    if "tiny_nets" not in sys.modules:
+        path = Path(__file__).resolve().parent / "train" / "tiny_nets.py"
+        spec = importlib.util.spec_from_file_location("tiny_nets", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["tiny_nets"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["tiny_nets"]
+
+
+@pytest.fixture
+def two_torch_threads():
+    """Torch on 2 threads for one test (CI has 2 cores), the previous count restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)

@@ -46,12 +46,7 @@ def breast():
     return images[:64], labels[:64]
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def test_measure_reports_both_loops_images_per_second(breast):

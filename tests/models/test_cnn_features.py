@@ -7,13 +7,10 @@ regression that is fitted, evaluated on the official test split, saved and reloa
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_nets
 
 from medsight.data.sources.medmnist import from_medmnist
 from medsight.evaluate.metrics import compute_metrics
@@ -21,24 +18,7 @@ from medsight.models.base import load_estimator
 from medsight.models.classical import ClassicalClassifier
 from medsight.models.torch_classifier import TorchClassifier
 
-
-def _tiny_nets():
-    """tests/train/tiny_nets.py (registers ``tiny_cnn_test``); test folders are not packages."""
-    if "tiny_nets" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "train" / "tiny_nets.py"
-        spec = importlib.util.spec_from_file_location("tiny_nets", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["tiny_nets"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["tiny_nets"]
-
-
-@pytest.fixture(autouse=True)
-def _two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +27,7 @@ def breast_cnn(tmp_path_factory):
     from conftest import shared_path
 
     ds = from_medmnist(shared_path("medmnist", "breastmnist.npz"))
-    train = _tiny_nets().subset(ds.split("train"), 240, seed=0)
+    train = tiny_nets().subset(ds.split("train"), 240, seed=0)
     clf = TorchClassifier(network="tiny_cnn_test", epochs=6,
                           batch_size=32, lr=1e-2, schedule="cosine", normalize_input=False,
                           preprocess=[{"minmax": {}}], seed=0, deterministic=True, threads=2,

@@ -6,14 +6,13 @@ the real MedMNIST files, plus one step of a real registered network, so this fil
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_nets
 
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.sources.medmnist import from_medmnist
@@ -23,26 +22,10 @@ from medsight.models.base import load_estimator
 from medsight.models.inputs import load_arrays
 from medsight.models.torch_classifier import TorchClassifier, TorchEnsemble, TorchModel
 
-
-def _tiny_nets():
-    if "tiny_nets" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "train" / "tiny_nets.py"
-        spec = importlib.util.spec_from_file_location("tiny_nets", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["tiny_nets"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["tiny_nets"]
+subset = tiny_nets().subset
 
 
-subset = _tiny_nets().subset
-
-
-@pytest.fixture(autouse=True)
-def _two_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 @pytest.fixture
