@@ -276,7 +276,7 @@ def run_one(path: Path, method: str, seed: int, epochs: int | None, limit: int |
         est = TorchClassifier(**params)
         est.fit(train, val)
         fit_s = time.perf_counter() - t0
-        _, val_m = score(est, val, positive)
+        val_proba, val_m = score(est, val, positive)
         proba, test_m = score(est, test, positive)
         hist = [{k: h.get(k) for k in ("epoch", "loss", "val_auc", "val_acc", "time_s")}
                 for h in est.history_]
@@ -287,7 +287,7 @@ def run_one(path: Path, method: str, seed: int, epochs: int | None, limit: int |
         records.append(rec)
         if method == "recipe":
             partner = PARTNER["3d" if is_3d else "2d"]
-            records.append(_with_partner(est, proba, rec, train, val, test, positive, seed,
+            records.append(_with_partner(val_proba, proba, rec, train, val, test, positive, seed,
                                          (CLASSICAL_3D if is_3d else CLASSICAL_2D)[partner]))
     for rec in records:
         rec["load_after"] = load_average()
@@ -295,7 +295,7 @@ def run_one(path: Path, method: str, seed: int, epochs: int | None, limit: int |
     return records
 
 
-def _with_partner(cnn: Any, cnn_test: np.ndarray, rec: dict[str, Any], train: Any, val: Any,
+def _with_partner(cnn_val: np.ndarray, cnn_test: np.ndarray, rec: dict[str, Any], train: Any, val: Any,
                   test: Any, positive: int | None, seed: int,
                   partner: dict[str, Any]) -> dict[str, Any]:
     """The recipe's CNN averaged 50/50 with a classical SVM (weights fixed, nothing tuned on test)."""
@@ -305,7 +305,7 @@ def _with_partner(cnn: Any, cnn_test: np.ndarray, rec: dict[str, Any], train: An
     svm = ClassicalClassifier(**partner, preprocess=MINMAX, seed=seed,
                               threshold_method=None).fit(train, val)
     out = {}
-    for name, data, cnn_p in (("val", val, cnn.predict_proba(val)), ("test", test, cnn_test)):
+    for name, data, cnn_p in (("val", val, cnn_val), ("test", test, cnn_test)):
         out[name] = metrics_of(data, 0.5 * cnn_p + 0.5 * svm.predict_proba(data), positive)
     extra = time.perf_counter() - t0
     return {**{k: v for k, v in rec.items() if k != "history"}, "method": "recipe+svm",

@@ -103,24 +103,24 @@ def lattice_points_inside(planes: np.ndarray, coords: np.ndarray) -> int:
 
 def shape_3d(mask: np.ndarray) -> np.ndarray:
     """The ``NAMES_3D`` features of one boolean volume (all 0 when it is empty)."""
-    coords = np.argwhere(mask)
+    coords = np.argwhere(mask).astype(float)
     volume = len(coords)
     if volume == 0:
         return np.zeros(len(NAMES_3D))
-    lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
+    lo, hi = coords.min(axis=0).astype(int), coords.max(axis=0).astype(int) + 1
     box = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     # Pad by one so the surface is closed at the crop border; level 0.5 splits in/out voxels.
     verts, faces, _, _ = marching_cubes(np.pad(box, 1).astype(np.uint8), 0.5)
     area = float(mesh_surface_area(verts, faces))
-    axes, (elongation, flatness) = principal_axes(coords.astype(float))
+    axes, (elongation, flatness) = principal_axes(coords)
     n_comp, largest = components(box)
-    solid, diameter = hull_features(coords.astype(float))
+    solid, diameter = hull_features(coords)
     return np.array([
         volume, area, np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area, area / volume,
         *axes, elongation, flatness, diameter,
         volume / np.prod(hi - lo), *(hi - lo), solid,
         n_comp, largest, euler_number(box, connectivity=3),
-        *centroid_offsets(coords.astype(float), mask.shape),
+        *centroid_offsets(coords, mask.shape),
     ], dtype=float)
 
 
@@ -130,21 +130,21 @@ def shape_2d(mask: np.ndarray) -> np.ndarray:
     Perimeter is Crofton's estimate (skimage, 4 directions), closer to the true length of smooth
     outlines than boundary-pixel counting (a single pixel: ~2.7).
     """
-    coords = np.argwhere(mask)
+    coords = np.argwhere(mask).astype(float)
     if len(coords) == 0:
         return np.zeros(len(NAMES_2D))
     area = float(len(coords))
     perimeter = float(perimeter_crofton(mask, directions=4))
-    axes, (elongation,) = principal_axes(coords.astype(float))
-    lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
+    axes, (elongation,) = principal_axes(coords)
+    lo, hi = coords.min(axis=0).astype(int), coords.max(axis=0).astype(int) + 1
     box = mask[lo[0] : hi[0], lo[1] : hi[1]]
     n_comp, largest = components(box)
-    solid, diameter = hull_features(coords.astype(float))
+    solid, diameter = hull_features(coords)
     return np.array([
         area, perimeter, 4 * np.pi * area / perimeter**2 if perimeter > 0 else 0.0,
         *axes, np.sqrt(1 - elongation**2), elongation, diameter,
         area / np.prod(hi - lo), *(hi - lo), solid, n_comp, largest,
-        euler_number(box, connectivity=2), *centroid_offsets(coords.astype(float), mask.shape),
+        euler_number(box, connectivity=2), *centroid_offsets(coords, mask.shape),
     ], dtype=float)
 
 
