@@ -115,3 +115,19 @@ def test_preprocess_preview_unknown_step_names_it(tmp_path: Path) -> None:
     cfg.write_text("- sharpen_magic: {}\n")
     done = run("preprocess", "preview", "phantom:n=10,size=32", "-c", str(cfg))
     assert done.returncode == 1 and "sharpen_magic" in done.stderr
+
+
+def test_entry_point_is_the_cli_package_and_the_library_does_not_render() -> None:
+    """`medsight = medsight.cli:main`; the data check returns data, only the cli imports rich."""
+    from importlib.metadata import entry_points
+
+    from medsight.cli import main
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "medsight"]
+    assert ep.value == "medsight.cli:main" and ep.load() is main
+    code = ("import sys, medsight.data.quality, medsight.data.open, medsight.preprocess; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich' "
+            "or m.startswith('medsight.cli')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

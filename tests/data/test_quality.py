@@ -9,6 +9,7 @@ import pytest
 from PIL import Image as PILImage
 from scipy.ndimage import gaussian_filter
 
+from medsight.cli.quality_report import quality_text
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.quality import (
     assert_no_leakage,
@@ -151,7 +152,7 @@ def test_check_finds_every_planted_defect(planted):
     assert data["images"]["shapes"] == {"48x48": 8}
     assert data["images"]["modalities"] == {"US": 8}
 
-    text = report.to_text()
+    text = quality_text(report)
     for needle in ("LEAKAGE FOUND", "qtest:missing", "deliberately broken", "p5", "conflict"):
         assert needle in text
 
@@ -160,7 +161,7 @@ def test_near_duplicates_can_be_switched_off(planted):
     report = check_dataset(planted, near_duplicate_threshold=None)
     assert report.near_duplicates == []
     assert {f.kind for f in report.leakage} == {"patient", "exact_duplicate"}
-    assert "not checked" in report.to_text()
+    assert "not checked" in quality_text(report)
 
 
 def test_assert_no_leakage_raises_names_and_can_be_allowed(planted):
@@ -251,4 +252,4 @@ def test_near_duplicates_alone_are_possible_not_confirmed_leakage() -> None:
     report = check_dataset(make_phantoms(n=60, size=32, seed=0))
     assert report.possible_leakage, "phantoms share one body template: pHash sees them as close"
     assert not report.has_leakage
-    assert "near-duplicate groups across splits" in report.to_text()
+    assert "near-duplicate groups across splits" in quality_text(report)
