@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from medsight.data.dataset import Task
 from medsight.errors import InvalidConfig
+from medsight.models.torch_inference import CumulativeLinkHead
 from medsight.train.losses import (
-    CumulativeLinkHead,
     TaskLoss,
     balanced_weights,
     class_weight_tensor,

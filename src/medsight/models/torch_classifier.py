@@ -32,6 +32,7 @@ from medsight.data.dataset import Dataset, Record, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.features.registry import register_feature
 from medsight.models.base import MedsightEstimator, load_estimator
+from medsight.models.torch_inference import ProbabilityModel, TorchModel
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
 from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, iter_arrays, targets_tensor
@@ -45,10 +46,10 @@ from medsight.train.loop import (
     Trainer,
     TrainEvent,
     Validation,
-    predict_proba,
 )
 from medsight.train.losses import TaskLoss, class_weight_tensor
 from medsight.train.optim import OPTIMIZERS
+from medsight.train.predict import map_batches, predict_proba
 from medsight.train.schedules import parse_schedule
 from medsight.train.semi_supervised import (
     FixMatchObjective,
@@ -65,50 +66,6 @@ _THRESHOLD_METHODS = ("youden", "target_sensitivity", None)
 # parameters that change how a run is executed or reported, not what it computes
 _RUN_ONLY = {"checkpoint_dir", "resume", "threads", "num_workers", "load_workers", "device",
              "eval_batch_size", "tta", "threshold_method", "target_sensitivity"}
-
-
-class TorchModel(nn.Module):
-    """Input standardisation + network (+ ordinal head): the function a fitted classifier is.
-
-    Grey images feed a multi-channel network (e.g. ImageNet weights) by repeating the channel.
-    """
-
-    def __init__(self, network: nn.Module, data_channels: int, head: nn.Module | None = None):
-        super().__init__()
-        self.network = network
-        self.head = head
-        self.register_buffer("input_mean", torch.zeros(data_channels))
-        self.register_buffer("input_std", torch.ones(data_channels))
-
-    def set_input_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        std_t = torch.as_tensor(np.asarray(std, dtype=np.float32))
-        self.input_mean.copy_(torch.as_tensor(np.asarray(mean, dtype=np.float32)))
-        self.input_std.copy_(torch.where(std_t > 1e-6, std_t, torch.ones_like(std_t)))
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Standardise the input and repeat grey channels up to the network's input channels."""
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        x = (x - self.input_mean.view(shape)) / self.input_std.view(shape)
-        want = int(getattr(self.network, "in_channels", x.shape[1]))
-        if x.shape[1] == 1 and want > 1:
-            x = x.expand(-1, want, *x.shape[2:])
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.network(self.prepare(x))
-        return self.head(logits) if self.head is not None else logits
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's last feature maps (what Grad-CAM hooks)."""
-        return self.network.forward_features(self.prepare(x))
-
-    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        maps, logits = self.network.features_and_logits(self.prepare(x))
-        return maps, (self.head(logits) if self.head is not None else logits)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, F) global average of the last feature maps: the CNN embedding."""
-        return torch.flatten(self.forward_features(x), 2).mean(dim=2)
 
 
 class TorchClassifier(MedsightEstimator):
@@ -391,16 +348,18 @@ class TorchClassifier(MedsightEstimator):
         self._check_fitted()
 
         def features(x: CachedImages, settings: RunSettings, model: nn.Module) -> np.ndarray:
-            out = []
-            with torch.inference_mode():
-                for start in range(0, len(x), self._eval_batch()):
-                    xb, _, _ = x[list(range(start, min(start + self._eval_batch(), len(x))))]
-                    xb = settings.to_device(xb, xb.ndim - 2)
-                    with settings.autocast():
-                        out.append(model.embed(xb).float().cpu().numpy())
-            return np.concatenate(out)
+            model.eval()
+            return map_batches(model.embed, x, settings, self._eval_batch(), self.num_features_)
 
         return self._map_chunks(dataset, features, self.num_features_)
+
+    def probability_model(self) -> ProbabilityModel:
+        """The fitted function behind `predict_proba` as one module (on the CPU, eval mode):
+        preprocessed batch (N, *input_shape_) -> (N, K) probabilities, mean over the TTA flips."""
+        self._check_fitted()
+        return ProbabilityModel(self.model_.eval(), self.task_, self.loss_.coral,
+                                self._flips(AugmentConfig.from_config(self.augment),
+                                            len(self.input_shape_) - 1))
 
     @property
     def num_features_(self) -> int:

@@ -15,10 +15,10 @@ from medsight.train.loop import (
     Trainer,
     TrainEvent,
     Validation,
-    predict_proba,
 )
-from medsight.train.losses import CumulativeLinkHead, TaskLoss, expected_grade
+from medsight.train.losses import TaskLoss, expected_grade
 from medsight.train.optim import build_optimizer
+from medsight.train.predict import map_batches, predict_proba
 from medsight.train.schedules import build_scheduler
 from medsight.train.semi_supervised import (
     FixMatchObjective,
@@ -31,7 +31,6 @@ __all__ = [
     "AugmentConfig",
     "BatchAugment",
     "CachedImages",
-    "CumulativeLinkHead",
     "FitResult",
     "FixMatchObjective",
     "ImageCache",
@@ -52,6 +51,7 @@ __all__ = [
     "iter_arrays",
     "load_checkpoint",
     "make_loader",
+    "map_batches",
     "predict_proba",
     "pseudo_label_rounds",
     "resolve_device",

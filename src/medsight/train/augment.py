@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from medsight.errors import InvalidConfig
+from medsight.models.torch_inference import FlipView, flip_views
 
 # Named starting points; a config may name one (``{"preset": "chest", "rotate": 5}``).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -278,9 +279,9 @@ class BatchAugment:
         return out, perm_dev, kept
 
 
-def flip_variants(config: AugmentConfig, spatial_dims: int) -> list[tuple[int, ...]]:
+def flip_variants(config: AugmentConfig, spatial_dims: int) -> list[FlipView]:
     """Test-time augmentation views: identity plus each allowed single-axis flip."""
-    return [(), *[(a,) for a in config.flip_axes(spatial_dims)]]
+    return flip_views(config.flip_axes(spatial_dims))
 
 
 # -- helpers ---------------------------------------------------------------------------------

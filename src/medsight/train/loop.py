@@ -39,6 +39,7 @@ from medsight.train.data import CachedImages, make_loader
 from medsight.train.device import RunSettings
 from medsight.train.losses import TaskLoss
 from medsight.train.optim import build_optimizer
+from medsight.train.predict import predict_proba
 from medsight.train.schedules import build_scheduler
 
 CHECKPOINT_FORMAT = 1
@@ -178,34 +179,6 @@ class SupervisedObjective:
 
 
 # -- validation ----------------------------------------------------------------------------------
-def predict_proba(
-    model: nn.Module,
-    data: CachedImages,
-    loss: TaskLoss,
-    settings: RunSettings,
-    batch_size: int = 256,
-    flips: list[tuple[int, ...]] | None = None,
-) -> np.ndarray:
-    """Probabilities for every cached image (mean over the flip views when `flips` is given)."""
-    views = flips or [()]
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            x, _, _ = data[list(range(start, min(start + batch_size, len(data))))]
-            x = settings.to_device(x, x.ndim - 2)
-            acc = None
-            for axes in views:
-                with settings.autocast():
-                    logits = model(x.flip(axes) if axes else x)
-                p = loss.proba(logits)
-                acc = p if acc is None else acc + p
-            out.append((acc / len(views)).float().cpu().numpy())
-    if not out:
-        return np.zeros((0, loss.num_classes))
-    return np.concatenate(out).astype(np.float64)
-
-
 class Validation:
     """Scores the model on a validation set: the loss plus `compute_metrics` on probabilities."""
 

@@ -15,7 +15,6 @@ can mask and weight samples.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,28 +24,9 @@ from torch import nn
 
 from medsight.data.dataset import Task
 from medsight.errors import InvalidConfig
+from medsight.models.torch_inference import CumulativeLinkHead, link_probabilities
 
 ORDINAL_MODES = ("coral", "ce")
-
-
-class CumulativeLinkHead(nn.Module):
-    """One score -> K-1 cumulative logits ``score - theta_k`` with increasing thresholds."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        if num_classes < 2:
-            raise InvalidConfig(f"an ordinal task needs at least 2 grades, got {num_classes}")
-        self.num_classes = num_classes
-        self.first = nn.Parameter(torch.tensor(-(num_classes - 2) / 2.0))
-        # softplus(log(e - 1)) = 1: thresholds start one unit apart
-        self.gaps = nn.Parameter(torch.full((num_classes - 2,), math.log(math.e - 1)))
-
-    def thresholds(self) -> torch.Tensor:
-        steps = F.softplus(self.gaps)
-        return torch.cat([self.first.view(1), self.first + torch.cumsum(steps, 0)])
-
-    def forward(self, score: torch.Tensor) -> torch.Tensor:
-        return score[:, :1] - self.thresholds().to(score.dtype)
 
 
 class TaskLoss:
@@ -112,17 +92,7 @@ class TaskLoss:
     # -- outputs -----------------------------------------------------------------------------
     def proba(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, K) class probabilities, or (N, L) independent label probabilities."""
-        logits = logits.float()
-        if self.task is Task.MULTILABEL:
-            return torch.sigmoid(logits)
-        if self.coral:
-            above = torch.sigmoid(logits)  # P(grade > k), k = 0..K-2, non-increasing in k
-            ones = torch.ones_like(above[:, :1])
-            zeros = torch.zeros_like(above[:, :1])
-            cum = torch.cat([ones, above, zeros], dim=1)
-            p = (cum[:, :-1] - cum[:, 1:]).clamp_min(0)
-            return p / p.sum(1, keepdim=True).clamp_min(1e-12)
-        return torch.softmax(logits, dim=1)
+        return link_probabilities(logits, self.task, self.coral)
 
     def pseudo_targets(self, proba: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hard pseudo-labels and their confidence (multilabel: the least certain label's)."""
