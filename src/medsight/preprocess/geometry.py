@@ -1,5 +1,6 @@
 """Geometry steps: resize (optionally keeping the aspect ratio and padding), pad to a size and
-centre crop. Spacing and origin are updated so physical sizes stay right; 2D and 3D alike."""
+centre crop. Spacing and origin are updated so physical sizes stay right; 2D and 3D alike. Each
+move of the pixel grid is recorded as an index map so heatmaps can be mapped back."""
 
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ def centered_pads(shape: tuple[int, ...], size: tuple[int, ...]) -> list[tuple[i
     return pads
 
 
+def record_transform(
+    out: Image, kind: str, in_shape: tuple[int, ...], scale: tuple[float, ...],
+    offset: tuple[float, ...],
+) -> Image:
+    """Append to ``out.metadata["geometry"]`` how `out`'s pixel grid maps onto its input's:
+    ``input index = scale * output index + offset`` per spatial axis (pixel centres at integer
+    indices). The chain of these maps is what `medsight.explain` inverts. Returns `out`."""
+    entry = {
+        "kind": kind,
+        "in_shape": [int(s) for s in in_shape],
+        "out_shape": list(out.spatial_shape),
+        "scale": [float(v) for v in scale],
+        "offset": [float(v) for v in offset],
+    }
+    out.metadata = dict(out.metadata)
+    out.metadata["geometry"] = [*out.metadata.get("geometry", []), entry]
+    return out
+
+
 def pad_image(image: Image, pads: list[tuple[int, int]], value: float) -> Image:
     """Pad the spatial axes by `pads` with a constant; the origin moves to the new first voxel."""
     if not any(a or b for a, b in pads):
@@ -47,7 +67,9 @@ def pad_image(image: Image, pads: list[tuple[int, int]], value: float) -> Image:
     out = np.pad(image.pixels, [(0, 0), *pads], mode="constant", constant_values=value)
     res = image.with_pixels(out)
     res.origin = shifted_origin(image, tuple(-a for a, _ in pads), image.spacing)
-    return res
+    n = len(pads)
+    return record_transform(res, "pad", image.spatial_shape, (1.0,) * n,
+                            tuple(-float(a) for a, _ in pads))
 
 
 def crop_image(image: Image, start: tuple[int, ...], stop: tuple[int, ...]) -> Image:
@@ -55,7 +77,8 @@ def crop_image(image: Image, start: tuple[int, ...], stop: tuple[int, ...]) -> I
     sl = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
     res = image.with_pixels(image.pixels[(slice(None), *sl)].copy())
     res.origin = shifted_origin(image, tuple(float(a) for a in start), image.spacing)
-    return res
+    return record_transform(res, "crop", image.spatial_shape, (1.0,) * len(start),
+                            tuple(float(a) for a in start))
 
 
 def resize_pixels(
@@ -121,6 +144,10 @@ class Resize(Step):
         # the centre of the first voxel moves by half the change of voxel size
         half = tuple((n - o) / 2.0 / o for n, o in zip(spacing, image.spacing, strict=True))
         resized.origin = shifted_origin(image, half, image.spacing)
+        if inner != shape:
+            # skimage's resize maps output centre i to input (i + 0.5) * s / n - 0.5
+            scale = tuple(s / n for s, n in zip(shape, inner, strict=True))
+            record_transform(resized, "resize", shape, scale, tuple((f - 1) / 2 for f in scale))
         pads = centered_pads(inner, target)
         if any(a or b for a, b in pads):
             resized = pad_image(resized, pads, _pad_value(image.pixels, self.pad_value))
