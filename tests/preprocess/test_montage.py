@@ -54,10 +54,9 @@ def test_single_image_is_not_split():
         split_montage(Image(np.zeros((1, 4, 8, 8))))
 
 
-def test_split_montages_dataset_and_region_refs(monkeypatch):
+def test_split_montages_dataset_and_region_refs():
     store = {"a": montage(), "b": montage(PANELS[1:2], seed=3)}
     register_scheme("memtest", lambda key, meta: Image(store[key][None], source=f"memtest:{key}"))
-    monkeypatch.setattr(refs, "_ensure_builtin_schemes", lambda: None)
     ds = Dataset(
         [Record("memtest:a", 1, "p1", "s1", "train", {"site": "x"}),
          Record("memtest:b", 0, "p2", "s2", "test")],

@@ -1,8 +1,9 @@
 """Pixel references: a record names its pixels by a string, resolved lazily to an `Image`.
 
 A plain path (or ``file:`` URL) is read with `medsight.io.read_image`. Other sources register a
-scheme (``npz:``, ``phantom:``, ``cifar:``, ``series:`` ...) with a resolver, so a dataset table
-stays small and pixels are only decoded when a sample is asked for.
+scheme (``npz:``, ``phantom:``, ``cifar:``, ``series:``, ``region:`` ...) with a resolver when
+`medsight.data.sources` is imported (which `medsight.data` does), so a dataset table stays small
+and pixels are only decoded when a sample is asked for.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ def resolve(ref: str, meta: dict[str, Any] | None = None) -> Image:
     """Load the pixels a reference points to; raises `UnreadableImage` on any failure."""
     from medsight.io import read_image
 
-    _ensure_builtin_schemes()
     scheme, rest = split_ref(ref)
     if scheme is None:
         return read_image(rest)
@@ -47,13 +47,3 @@ def resolve(ref: str, meta: dict[str, Any] | None = None) -> Image:
     except Exception as exc:  # a resolver's library error becomes our error, naming the ref
         raise UnreadableImage(ref, f"{type(exc).__name__}: {exc}") from exc
 
-
-def _ensure_builtin_schemes() -> None:
-    """Import the source modules that register the built-in schemes (idempotent)."""
-    if {"npz", "phantom", "cifar", "series", "region"} <= _RESOLVERS.keys():
-        return
-    import importlib
-
-    for mod in ("medmnist", "phantom", "cifar", "dicom_dir"):
-        importlib.import_module(f"medsight.data.sources.{mod}")
-    importlib.import_module("medsight.preprocess.montage")

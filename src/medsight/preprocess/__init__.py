@@ -29,7 +29,7 @@ from medsight.preprocess.intensity import (
     Window,
     ZScore,
 )
-from medsight.preprocess.montage import crop_region, find_panels, split_montage, split_montages
+from medsight.preprocess.montage import find_panels, split_montage, split_montages
 from medsight.preprocess.preview import preview_grid
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "ZScore",
     "build_step",
     "build_template",
-    "crop_region",
     "find_panels",
     "get_step",
     "known_steps",

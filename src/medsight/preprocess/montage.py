@@ -1,31 +1,27 @@
 """Split montages: find several panels or specimen sections in one 2D image and cut them apart.
 
 `split_montage` works on one `Image`; `split_montages` turns every record of a `Dataset` into
-one child record per panel, referenced as ``region:x0,y0,x1,y1|<parent ref>`` (x = column,
-y = row, ends exclusive) so the child pixels are cropped lazily from the parent.
+one child record per panel, referenced as ``region:x0,y0,x1,y1|<parent ref>`` (the scheme lives
+in `medsight.data.sources.region`) so the child pixels are cropped lazily from the parent.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from medsight.data.dataset import Dataset, Record
-from medsight.data.refs import register_scheme, resolve
+from medsight.data.sources.region import Box, crop_region, region_ref
 from medsight.errors import InvalidConfig, UnreadableImage
 from medsight.io.image import Image
 from medsight.preprocess.base import gray, record
 from medsight.preprocess.crop import POLARITIES, foreground_mask
-from medsight.preprocess.geometry import crop_image
 
 log = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]
 METHODS = ("auto", "projection", "components")
-_CHILD_KEYS = ("parent_ref", "panel_index", "panel_box", "n_panels")
 
 
 def _drop_specks(mask: np.ndarray, min_size: int) -> np.ndarray:
@@ -132,23 +128,6 @@ def find_panels(
     return [b for b in boxes if mask[b[1]:b[3], b[0]:b[2]].sum() >= min_pixels]
 
 
-def crop_region(image: Image, box: Box, index: int | None = None, n: int | None = None) -> Image:
-    """The part of a 2D image inside `box` (x0, y0, x1, y1), with the panel noted in metadata."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    h, w = image.spatial_shape[-2:]
-    if image.is_volume or not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-        raise InvalidConfig(
-            f"region {list(box)} does not fit {image.source} of shape {image.pixels.shape}"
-        )
-    out = crop_image(image, (y0, x0), (y1, x1))
-    out.metadata = dict(out.metadata)
-    out.metadata["montage"] = {"panel_index": index, "box": [x0, y0, x1, y1], "n_panels": n,
-                               "parent_source": image.source}
-    if index is not None:
-        out.source = f"{image.source}[panel {index}]"
-    return record(out, "split_montage", box=[x0, y0, x1, y1], panel_index=index)
-
-
 def split_montage(
     image: Image,
     min_gap: int = 4,
@@ -170,32 +149,11 @@ def split_montage(
     if len(boxes) < 2:
         h, w = image.spatial_shape
         return [(image.with_pixels(image.pixels.copy()), (0, 0, w, h))]
-    return [(crop_region(image, b, i, len(boxes)), b) for i, b in enumerate(boxes)]
+    return [(_panel(image, b, i, len(boxes)), b) for i, b in enumerate(boxes)]
 
 
-def region_ref(box: Box, parent_ref: str) -> str:
-    """The reference of a panel: ``region:x0,y0,x1,y1|<parent ref>``."""
-    return f"region:{','.join(str(int(v)) for v in box)}|{parent_ref}"
-
-
-def _resolve_region(rest: str, meta: dict[str, Any]) -> Image:
-    """Resolver of ``region:`` refs: read the parent ref and crop the box."""
-    box_text, sep, parent_ref = rest.partition("|")
-    try:
-        box = tuple(int(v) for v in box_text.split(","))
-    except ValueError:
-        box = ()
-    if not sep or len(box) != 4 or not parent_ref:
-        raise UnreadableImage(f"region:{rest}", "expected region:x0,y0,x1,y1|<parent ref>")
-    parent_meta = {k: v for k, v in meta.items() if k not in _CHILD_KEYS}
-    parent = resolve(parent_ref, parent_meta)
-    try:
-        return crop_region(parent, box, meta.get("panel_index"), meta.get("n_panels"))  # type: ignore[arg-type]
-    except InvalidConfig as exc:
-        raise UnreadableImage(f"region:{rest}", str(exc)) from exc
-
-
-register_scheme("region", _resolve_region)
+def _panel(image: Image, box: Box, index: int, n: int) -> Image:
+    return record(crop_region(image, box, index, n), "split_montage", box=list(box), panel_index=index)
 
 
 def split_montages(

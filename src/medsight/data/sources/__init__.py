@@ -1,7 +1,7 @@
-"""Dataset sources: folders, manifests, MedMNIST, DICOM directories, CIFAR-10, phantoms.
+"""Dataset sources: folders, manifests, MedMNIST, DICOM directories, CIFAR-10, phantoms, regions.
 
-Importing this package registers the ``npz:``, ``phantom:``, ``cifar:``, ``series:`` and
-``unreadable:`` reference schemes.
+Importing this package (which `medsight.data` does) registers the ``npz:``, ``phantom:``,
+``cifar:``, ``series:``, ``unreadable:`` and ``region:`` reference schemes.
 """
 
 from medsight.data.sources.cifar import from_cifar10
@@ -10,8 +10,10 @@ from medsight.data.sources.folder import from_class_folders
 from medsight.data.sources.manifest import from_manifest
 from medsight.data.sources.medmnist import from_medmnist
 from medsight.data.sources.phantom import make_phantoms, phantom_image
+from medsight.data.sources.region import crop_region, region_ref
 
 __all__ = [
+    "crop_region",
     "from_cifar10",
     "from_class_folders",
     "from_dicom_dir",
@@ -19,4 +21,5 @@ __all__ = [
     "from_medmnist",
     "make_phantoms",
     "phantom_image",
+    "region_ref",
 ]
