@@ -20,6 +20,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from medsight.errors import UnreadableImage
 from medsight.io import dicom_geometry as geo
+from medsight.io.dicom_deflate import check_deflated_size
 from medsight.io.dicom_pixels import PIXEL_KEYWORDS, decode, has_pixel_data, number_of_frames
 from medsight.io.image import Image, ImageIds
 from medsight.io.limits import check_voxels
@@ -44,6 +45,7 @@ def load_dataset(
     Raises `UnreadableImage` for missing, empty, truncated or unparsable files.
     """
     try:
+        check_deflated_size(source, name)
         ds = pydicom.dcmread(source, force=True, stop_before_pixels=stop_before_pixels)
     except FileNotFoundError:
         raise UnreadableImage(name, "file not found") from None

@@ -26,6 +26,7 @@ from pydicom.uid import UID
 
 from medsight.errors import UnreadableImage
 from medsight.io.dicom_geometry import float_list, functional_item
+from medsight.io.panics import is_panic, panic_reason
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -114,6 +115,10 @@ def _decode_raw(ds: Dataset, tsyntax: UID, source: str) -> tuple[np.ndarray, str
     except Exception as exc:  # plugin RuntimeErrors, struct errors from broken codestreams, ...
         detail = " ".join(str(exc).split())
         raise UnreadableImage(source, f"cannot decode {name} pixel data: {detail}") from exc
+    except BaseException as exc:  # a Rust decoder's panic is no Exception
+        if not is_panic(exc):
+            raise
+        raise UnreadableImage(source, f"cannot decode {name} pixel data: {panic_reason(exc)}") from exc
     photometric = meta.get("photometric_interpretation")
     return arr, (str(photometric) if photometric is not None else None)
 

@@ -30,6 +30,7 @@ from medsight.io.dicom import (
 )
 from medsight.io.dicom_pixels import decode, has_pixel_data, number_of_frames
 from medsight.io.image import Image, ImageIds
+from medsight.io.panics import is_panic, panic_reason
 from medsight.io.sniff import HEAD_BYTES, sniff_format
 
 _ORIENTATION_TOL = 1e-3
@@ -80,6 +81,10 @@ def _guarded(label: str, func: Callable[..., Any], *args: Any) -> Any:
         raise UnreadableImage(label, "too large: out of memory while decoding") from None
     except Exception as exc:
         raise UnreadableImage(label, f"unexpected {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:
+        if not is_panic(exc):
+            raise
+        raise UnreadableImage(label, panic_reason(exc)) from exc
 
 
 def _assemble(paths: list[Path], label: str) -> Image:

@@ -18,6 +18,7 @@ Axis order in the returned `Image`:
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -30,9 +31,12 @@ from nibabel.spatialimages import HeaderDataError
 
 from medsight.errors import UnreadableImage
 from medsight.io.image import Image
-from medsight.io.limits import check_voxels
+from medsight.io.inflate import inflate
+from medsight.io.limits import check_inflated, check_voxels
 
 _NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
+_NIFTI1_HEADER = 348
+_NIFTI2_HEADER = 540
 
 
 def read_nifti(source: str | Path | bytes, name: str | None = None) -> Image:
@@ -40,8 +44,7 @@ def read_nifti(source: str | Path | bytes, name: str | None = None) -> Image:
     label = str(name if name is not None else ("<bytes>" if isinstance(source, bytes) else source))
     try:
         img = _load(source, label)
-        shape = tuple(int(s) for s in img.shape)
-        check_voxels(int(np.prod(shape, dtype=np.int64)), label, shape)
+        check_declared_size(img.header, label)
         canonical = nib.as_closest_canonical(img)
         data = canonical.get_fdata(dtype=np.float32, caching="unchanged")
     except UnreadableImage:
@@ -56,8 +59,28 @@ def read_nifti(source: str | Path | bytes, name: str | None = None) -> Image:
     return _to_image(img, canonical, data, label)
 
 
+def check_declared_size(header: nib.Nifti1Header, label: str) -> int:
+    """Bytes the header says the file holds (data offset + voxels x bytes per voxel), within limits.
+
+    Raises `UnreadableImage` "too large" for more than `MAX_VOXELS` values or `MAX_INFLATED_BYTES`.
+    """
+    shape = tuple(int(s) for s in header.get_data_shape())
+    count = int(np.prod(shape, dtype=np.int64)) if all(s >= 0 for s in shape) else -1
+    if count < 0:
+        raise UnreadableImage(label, f"corrupt NIfTI: negative dimension in shape {shape}")
+    check_voxels(count, label, shape)
+    size = int(header.get_data_offset()) + count * header.get_data_dtype().itemsize
+    check_inflated(size, label, f"NIfTI data of shape {shape}")
+    return size
+
+
 def _load(source: str | Path | bytes, label: str) -> nib.Nifti1Pair:
-    """nibabel image from a conventionally named path, else from the (decompressed) bytes."""
+    """nibabel image from a conventionally named path, else from the (decompressed) bytes.
+
+    Gzip bytes are inflated in two bounded steps: the header first, whose declared size is
+    checked, then exactly the bytes it declares (`medsight.io.inflate`), so a bomb is refused
+    after a few hundred bytes and trailing data is never inflated.
+    """
     if not isinstance(source, bytes):
         path = Path(source)
         if path.name.lower().endswith(_NIBABEL_SUFFIXES):
@@ -66,22 +89,36 @@ def _load(source: str | Path | bytes, label: str) -> nib.Nifti1Pair:
                 raise UnreadableImage(label, f"not a NIfTI image but {type(img).__name__}")
             return img
         source = path.read_bytes()
-    raw = gzip.decompress(source) if source[:2] == b"\x1f\x8b" else source
-    if len(raw) < 4:
+    gzipped = source[:2] == b"\x1f\x8b"
+    what = "gzip-compressed NIfTI"
+    head = inflate(source, label, what=what, want=_NIFTI2_HEADER) if gzipped else source
+    klass, header = _header(head, label)
+    if not gzipped:
+        return klass.from_bytes(source)
+    size = check_declared_size(header, label)
+    return klass.from_bytes(inflate(source, label, what=what, want=max(size, len(head))))
+
+
+def _header(head: bytes, label: str) -> tuple[type[nib.Nifti1Image], nib.Nifti1Header]:
+    """The image class and the parsed header (no extensions) of a single-file NIfTI's first bytes."""
+    if len(head) < 4:
         raise UnreadableImage(label, "truncated NIfTI header")
-    sizeof_hdr = {struct.unpack("<i", raw[:4])[0], struct.unpack(">i", raw[:4])[0]}
-    if 540 in sizeof_hdr:
+    sizeof_hdr = {struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0]}
+    if _NIFTI2_HEADER in sizeof_hdr:
         klass: type[nib.Nifti1Image] | type[nib.Nifti2Image] = nib.Nifti2Image
-        magic = raw[4:8]
-    elif 348 in sizeof_hdr:
-        klass, magic = nib.Nifti1Image, raw[344:348]
+        magic = head[4:8]
+    elif _NIFTI1_HEADER in sizeof_hdr:
+        klass, magic = nib.Nifti1Image, head[344:348]
     else:
         raise UnreadableImage(label, "not a NIfTI header (sizeof_hdr is neither 348 nor 540)")
     if magic in (b"ni1\x00", b"ni2\x00"):
         raise UnreadableImage(
             label, "header of a .hdr/.img pair: read it by its .hdr path so the .img is found"
         )
-    return klass.from_bytes(raw)
+    size = _NIFTI2_HEADER if klass is nib.Nifti2Image else _NIFTI1_HEADER
+    if len(head) < size:
+        raise UnreadableImage(label, f"truncated NIfTI header: {len(head)} of {size} bytes")
+    return klass, klass.header_class.from_fileobj(io.BytesIO(head[:size]), check=False)
 
 
 def _to_image(original: Any, canonical: Any, data: np.ndarray, label: str) -> Image:

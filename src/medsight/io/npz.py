@@ -3,6 +3,8 @@
 An ``.npz`` is a zip of ``.npy`` arrays (``train_images``, ``train_labels``, ...); compressed
 members cannot be memory-mapped, so each array is decompressed once and kept in a small LRU
 cache keyed by (path, modification time, size, key), read-only so callers cannot alter it.
+Archives with too many members or a member declaring more than `MAX_INFLATED_BYTES` are refused
+before anything is inflated (`medsight.io.limits.check_zip_members`).
 
 Image arrays hold N images: ``(N, H, W)`` grey 2D, ``(N, H, W, 3)`` RGB 2D, ``(N, D, H, W)``
 grey 3D (and ``(N, D, H, W, C)``), at any size (28, 64, 128, 224). `read_npz_image` returns one
@@ -21,6 +23,7 @@ import numpy as np
 
 from medsight.errors import UnreadableImage
 from medsight.io.image import Image
+from medsight.io.limits import check_zip_members
 
 CACHE_ARRAYS = 16
 """How many decompressed arrays the LRU cache keeps (a 3D 64^3 split can be several 100 MB)."""
@@ -30,6 +33,8 @@ def npz_keys(path: str | Path) -> list[str]:
     """Names of the arrays stored in an ``.npz`` file, without decompressing them."""
     resolved, _ = _stat(path)
     try:
+        with zipfile.ZipFile(resolved) as archive:
+            check_zip_members(archive, str(path))
         with np.load(resolved, allow_pickle=False) as archive:
             return list(archive.files)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -108,6 +113,8 @@ def _stat(path: str | Path) -> tuple[str, tuple[int, int]]:
 def _cached_array(path: str, stamp: tuple[int, int], key: str) -> np.ndarray:
     """Decompress one member of the archive (read-only); `stamp` only invalidates the cache."""
     try:
+        with zipfile.ZipFile(path) as members:
+            check_zip_members(members, path)
         with np.load(path, allow_pickle=False) as archive:
             if key not in archive.files:
                 names = list(archive.files)

@@ -18,6 +18,7 @@ from medsight.io.dicom import dataset_to_image, load_dataset, read_dicom
 from medsight.io.dicom_pixels import has_pixel_data
 from medsight.io.image import Image
 from medsight.io.nifti import read_nifti
+from medsight.io.panics import is_panic, panic_reason
 from medsight.io.raster import read_raster
 from medsight.io.sniff import HEAD_BYTES, sniff_format
 
@@ -41,6 +42,10 @@ def read_image(source: ImageSource) -> Image:
         raise UnreadableImage(label, "too large: out of memory while decoding") from None
     except Exception as exc:  # the boundary promise: never a bare library exception
         raise UnreadableImage(label, f"unexpected {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:
+        if not is_panic(exc):
+            raise
+        raise UnreadableImage(label, panic_reason(exc)) from exc
 
 
 def _open(source: ImageSource) -> tuple[str, Path | None, bytes | None]:
