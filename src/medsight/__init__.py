@@ -47,7 +47,7 @@ _EXPORTS = {
     "load_estimator": "medsight.models.base",
     "ClassicalClassifier": "medsight.models.classical",
     "TorchClassifier": "medsight.models.torch_classifier",
-    "TorchEnsemble": "medsight.models.torch_classifier",
+    "TorchEnsemble": "medsight.models.torch_ensemble",
     "create_network": "medsight.models.networks",
     "list_networks": "medsight.models.networks",
     "export_onnx": "medsight.models.export_onnx",

@@ -61,7 +61,7 @@ def build_estimator(spec: ModelConfig, preprocess: list[dict[str, Any]], seed: i
     if spec.kind == "classical":
         from medsight.models.classical import ClassicalClassifier as cls
     elif spec.kind == "torch_ensemble":
-        from medsight.models.torch_classifier import TorchEnsemble as cls
+        from medsight.models.torch_ensemble import TorchEnsemble as cls
     else:
         from medsight.models.torch_classifier import TorchClassifier as cls
     accepted = set(inspect.signature(cls.__init__).parameters)

@@ -7,6 +7,9 @@ regression that is fitted, evaluated on the official test split, saved and reloa
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +87,11 @@ def test_cnn_features_from_network_name_and_local_weights(breast_cnn, tmp_path):
     # no input standardisation in the saved model: the same weights give the same features,
     # so the two routes give the same classifier
     assert np.allclose(by_weights.predict_proba(val), by_model.predict_proba(val), atol=1e-6)
+
+
+def test_cnn_registers_with_the_features_package_without_importing_torch():
+    code = ("import sys, medsight.features as f; "
+            "print('cnn' in f.available_features(), 'torch' in sys.modules, "
+            "any(m.startswith('medsight.models') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]

@@ -20,7 +20,9 @@ from medsight.errors import InvalidConfig
 from medsight.evaluate.metrics import compute_metrics
 from medsight.models.base import load_estimator
 from medsight.models.inputs import load_arrays
-from medsight.models.torch_classifier import TorchClassifier, TorchEnsemble, TorchModel
+from medsight.models.torch_classifier import TorchClassifier
+from medsight.models.torch_ensemble import TorchEnsemble
+from medsight.models.torch_inference import TorchModel
 
 subset = tiny_nets().subset
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from medsight.errors import InvalidConfig
-from medsight.train.device import RunSettings, available_cpus, resolve_device
+from medsight.models.torch_inference import resolve_device
+from medsight.train.device import RunSettings, available_cpus
 
 
 def test_auto_resolves_to_the_hardware_present():

@@ -1,8 +1,8 @@
 """Feature extractors by name: one decorated class or factory per extractor, timm style.
 
-Built-in names: ``stats``, ``hog``, ``lbp``, ``glcm``, ``shape``. Another extractor (e.g. CNN
-embeddings) joins with ``register_feature("cnn")`` on its class or factory function;
-``make_features`` then builds it by name like the others.
+Built-in names: ``stats``, ``hog``, ``lbp``, ``glcm``, ``shape``, ``cnn``; each module registers
+its extractor with ``register_feature(name)`` on its class or factory when ``medsight.features``
+imports it, and ``make_features`` builds it by name.
 """
 
 from __future__ import annotations
@@ -34,16 +34,8 @@ def register_feature(name: str, *, replace: bool = False) -> Callable[[F], F]:
     return decorate
 
 
-# Extractors living in heavier packages register when first asked for, not at import.
-_LAZY = {"cnn": "medsight.models.torch_classifier"}
-
-
 def feature_factory(name: str) -> Factory:
     """The factory registered under `name`; InvalidConfig listing the known names otherwise."""
-    if name not in _FACTORIES and name in _LAZY:
-        import importlib
-
-        importlib.import_module(_LAZY[name])
     try:
         return _FACTORIES[name]
     except KeyError:
@@ -53,5 +45,5 @@ def feature_factory(name: str) -> Factory:
 
 
 def available_features() -> list[str]:
-    """Registered extractor names (including lazily registered ones), sorted."""
-    return sorted(set(_FACTORIES) | set(_LAZY))
+    """Registered extractor names, sorted."""
+    return sorted(_FACTORIES)

@@ -136,7 +136,8 @@ def load_estimator(directory: str | Path) -> MedsightEstimator:
 def _import_builtin_kinds() -> None:
     import importlib
 
-    for mod in ("medsight.models.classical", "medsight.models.torch_classifier"):
+    for mod in ("medsight.models.classical", "medsight.models.torch_classifier",
+                "medsight.models.torch_ensemble"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError:

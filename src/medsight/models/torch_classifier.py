@@ -1,17 +1,18 @@
-"""Neural networks under the estimator protocol: `TorchClassifier`, `TorchEnsemble`, CNN features.
+"""A neural network classifier under the estimator protocol: `TorchClassifier`.
 
 `TorchClassifier` trains a registered network (`medsight.models.networks`) on a medsight Dataset
 with the `medsight.train` machinery: the saved `Preprocess` chain turns records into arrays
 once (a compact in-memory cache), batches are augmented on the device, the task decides the
 loss (cross-entropy, BCE for multilabel, a cumulative-link CORAL head for ordinal grades), the
 validation metric (AUC by default) picks the best epoch, and checkpoints make a killed run
-resumable to the same weights. Defaults follow the MedMNIST ResNet recipe: Adam, lr 1e-3,
-batch 128, 100 epochs, lr x0.1 at 50% and 75% of the epochs.
+resumable to the same weights; the supervised / FixMatch / pseudo-label recipes live in
+`medsight.train.recipes`. Defaults follow the MedMNIST ResNet recipe: Adam, lr 1e-3, batch 128,
+100 epochs, lr x0.1 at 50% and 75% of the epochs.
 
-The fitted module ``model_`` is a `TorchModel`: the input standardisation learned on the
-training images (per-channel mean/std; ``normalize_input=False`` to skip) + the network (+ the
-ordinal head). Explanations and exports use ``model_`` (``features_and_logits``), so they see the
-same function as `predict_proba`.
+The fitted module ``model_`` is a `TorchModel` (`medsight.models.torch_inference`): the input
+standardisation learned on the training images (per-channel mean/std; ``normalize_input=False``
+to skip) + the network (+ the ordinal head). `probability_model()` adds the probability link and
+the test-time flips: the one function behind `predict_proba` and the ONNX export.
 """
 
 from __future__ import annotations
@@ -19,43 +20,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
-from medsight.features.registry import register_feature
-from medsight.models.base import MedsightEstimator, load_estimator
+from medsight.models.base import MedsightEstimator
 from medsight.models.torch_inference import ProbabilityModel, TorchModel
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
 from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, iter_arrays, targets_tensor
 from medsight.train.device import PRECISIONS, RunSettings, seed_everything
-from medsight.train.loop import (
-    LOWER_IS_BETTER,
-    Callback,
-    FitResult,
-    LoopConfig,
-    SupervisedObjective,
-    Trainer,
-    TrainEvent,
-    Validation,
-)
+from medsight.train.loop import LOWER_IS_BETTER, Callback, LoopConfig, Trainer, TrainEvent, Validation
 from medsight.train.losses import TaskLoss, class_weight_tensor
 from medsight.train.optim import OPTIMIZERS
 from medsight.train.predict import map_batches, predict_proba
+from medsight.train.recipes import Recipe, train_network
 from medsight.train.schedules import parse_schedule
-from medsight.train.semi_supervised import (
-    FixMatchObjective,
-    SemiSupervisedConfig,
-    pseudo_label_rounds,
-)
+from medsight.train.semi_supervised import SemiSupervisedConfig
 
 log = logging.getLogger(__name__)
 
@@ -283,10 +269,8 @@ class TorchClassifier(MedsightEstimator):
             unlabeled = self._unlabeled_cache(train) if semi is not None else None
             mean, std = cache.channel_stats() if self.normalize_input else (None, None)
             fingerprint = self._fingerprint(labelled, val, unlabeled)
-            augment = BatchAugment(aug, spatial)
-            train_data = CachedImages(cache, targets)
 
-            def new_model(round_index: int) -> TorchModel:
+            def new_model(round_index: int) -> nn.Module:
                 torch.manual_seed(self.seed + 7919 * round_index)
                 model = self._build_model(loss)
                 if mean is not None:
@@ -301,34 +285,11 @@ class TorchClassifier(MedsightEstimator):
                 return Trainer(model, objective, settings, config, validation, self.progress,
                                round_index)
 
-            if semi is None or semi.method == "fixmatch":
-                model = new_model(0)
-                objective: Any = SupervisedObjective(loss, augment, self.seed)
-                if semi is not None:
-                    assert unlabeled is not None
-                    objective = FixMatchObjective(objective, unlabeled.cache, semi,
-                                                  self.batch_size, self.seed)
-                result = trainer(model, objective, 0).fit(train_data)
-                model.load_state_dict(result.best_state)
-            else:
-                assert unlabeled is not None
-                state: dict[str, TorchModel] = {}
-
-                def fit_round(r: int, data: CachedImages, pseudo_from: int | None
-                              ) -> tuple[nn.Module, FitResult]:
-                    m = new_model(r) if r == 0 or semi.reinit else state["model"]
-                    objective = SupervisedObjective(loss, augment, self.seed + r, pseudo_from)
-                    res = trainer(m, objective, r).fit(data)
-                    m.load_state_dict(res.best_state)
-                    state["model"] = m
-                    return m, res
-
-                def score(m: nn.Module, images: CachedImages) -> np.ndarray:
-                    return predict_proba(m, images, loss, settings, self._eval_batch())
-
-                model, result = pseudo_label_rounds(
-                    semi, train_data, unlabeled.cache, loss, fit_round, score,
-                    lower_is_better=self.monitor in LOWER_IS_BETTER)
+            recipe = Recipe(new_model, trainer, loss, BatchAugment(aug, spatial), settings,
+                            self.seed, self.batch_size, self._eval_batch(),
+                            lower_is_better=self.monitor in LOWER_IS_BETTER)
+            model, result = train_network(recipe, CachedImages(cache, targets), semi,
+                                          unlabeled.cache if unlabeled is not None else None)
 
             self.loss_ = loss
             self.model_ = model.to("cpu").eval()
@@ -570,168 +531,6 @@ class TorchClassifier(MedsightEstimator):
             log.warning("%s: %d of %d images were unreadable; their rows are NaN",
                         dataset.name, len(errors), len(dataset))
         return out
-
-
-class TorchEnsemble(MedsightEstimator):
-    """Mean probabilities of several fitted `TorchClassifier`s (e.g. the k models of k-fold CV).
-
-    `fit` trains ``n_folds`` members, member i on every fold but fold i, which is its validation
-    split (stratified; grouped by patient when patient ids exist). `from_members` wraps
-    classifiers fitted elsewhere.
-    """
-
-    kind: ClassVar[str] = "torch_ensemble"
-
-    def __init__(self, params: dict[str, Any] | None = None, n_folds: int = 5, seed: int = 0,
-                 threshold_method: str | None = "youden"):
-        self.params = params
-        self.n_folds = n_folds
-        self.seed = seed
-        self.threshold_method = threshold_method
-        if n_folds < 2:
-            raise InvalidConfig(f"an ensemble needs n_folds >= 2, got {n_folds}")
-
-    @classmethod
-    def from_members(cls, members: Sequence[TorchClassifier]) -> TorchEnsemble:
-        """An ensemble of already fitted classifiers of one task and class list."""
-        if not members:
-            raise InvalidConfig("an ensemble needs at least one member")
-        first = members[0]
-        for m in members:
-            m._check_fitted()
-            if m.task_ is not first.task_ or m.classes_ != first.classes_:
-                raise InvalidConfig("ensemble members must share the task and the classes")
-        ens = cls(params=first.get_params(), n_folds=max(2, len(members)))
-        ens.task_, ens.classes_ = first.task_, list(first.classes_)
-        ens.positive_class_, ens.threshold_ = first.positive_class_, 0.5
-        ens.members_ = list(members)
-        return ens
-
-    def _fit(self, train: Dataset, val: Dataset | None) -> None:
-        from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
-
-        labelled = train.labelled()
-        unlabeled = [r for r in train.records if r.label is None]
-        y = labelled.labels
-        groups = labelled.patient_ids
-        grouped = all(g is not None for g in groups) and len(set(groups)) >= self.n_folds
-        single = self.task_ is not Task.MULTILABEL
-        if single and grouped:
-            splitter: Any = StratifiedGroupKFold(self.n_folds, shuffle=True, random_state=self.seed)
-        elif single:
-            splitter = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.seed)
-        elif grouped:
-            splitter = GroupKFold(self.n_folds)
-        else:
-            splitter = KFold(self.n_folds, shuffle=True, random_state=self.seed)
-        split = splitter.split(np.zeros(len(labelled)), y if single else None,
-                               groups if grouped else None)
-        self.members_ = []
-        base = dict(self.params or {})
-        for i, (fit_idx, hold_idx) in enumerate(split):
-            params = {**base, "seed": int(base.get("seed", self.seed)) + i}
-            if base.get("checkpoint_dir"):
-                params["checkpoint_dir"] = str(Path(base["checkpoint_dir"]) / f"fold_{i}")
-            member = TorchClassifier(**params)
-            part = labelled.subset(fit_idx)
-            if unlabeled:
-                part = part.concat(Dataset(unlabeled, train.task, train.classes, train.name,
-                                           train.positive_class))
-            member.fit(part, labelled.subset(hold_idx))
-            self.members_.append(member)
-        if val is not None and self.task_ is Task.BINARY and self.threshold_method:
-            self.threshold_ = self._choose_threshold(val.labelled())
-
-    def _choose_threshold(self, val: Dataset) -> float:
-        from medsight.evaluate.threshold import choose_threshold
-
-        pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
-        proba = self._predict_proba(val)
-        ok = ~np.isnan(proba[:, 0])
-        y = val.labels[ok]
-        if (y == pos).all() or not (y == pos).any():
-            return 0.5
-        return float(choose_threshold(y, proba[ok, pos], method=self.threshold_method,
-                                      positive_class=pos))
-
-    def _predict_proba(self, dataset: Dataset) -> np.ndarray:
-        return np.mean([m.predict_proba(dataset) for m in self.members_], axis=0)
-
-    def _save_state(self, directory: Path) -> None:
-        for i, m in enumerate(self.members_):
-            m.save(directory / f"member_{i}")
-        (directory / "ensemble.json").write_text(json.dumps({"members": len(self.members_)}))
-
-    def _load_state(self, directory: Path) -> None:
-        meta = directory / "ensemble.json"
-        if not meta.is_file():
-            raise BundleIntegrityError(f"{directory}: missing ensemble.json of a torch ensemble")
-        n = int(json.loads(meta.read_text())["members"])
-        self.members_ = [load_estimator(directory / f"member_{i}") for i in range(n)]
-
-
-@register_feature("cnn")
-class CNNEmbedding(TransformerMixin, BaseEstimator):
-    """CNN embeddings as features for the classical pipeline (``features=["cnn"]``).
-
-    ``model``: folder of a saved `TorchClassifier` (its trained network embeds; inputs must be
-    preprocessed as that model's chain does) or None, then ``network`` is built with ``weights``
-    (a local pretrained checkpoint; without one the features are those of a seeded random
-    network, a weak baseline). Output: ``cnn_0 .. cnn_{F-1}``, the global-average-pooled last
-    feature maps.
-    """
-
-    def __init__(self, model: str | None = None, network: str = "resnet18_28",
-                 weights: str | None = None, batch_size: int = 128, device: str = "auto",
-                 seed: int = 0):
-        self.model = model
-        self.network = network
-        self.weights = weights
-        self.batch_size = batch_size
-        self.device = device
-        self.seed = seed
-
-    def fit(self, X: Any, y: Any = None) -> CNNEmbedding:
-        """Build (or load) the network; learn the input layout and the feature names."""
-        from medsight.features.base import group_pixels
-        from medsight.models.networks import create_network
-
-        _, groups = group_pixels(X)
-        channels = int(groups[0].pixels.shape[1])
-        if self.model is not None:
-            est = load_estimator(self.model)
-            if not isinstance(est, TorchClassifier):
-                raise InvalidConfig(f"cnn features: {self.model} is not a saved TorchClassifier")
-            self.module_ = est.model_
-        else:
-            torch.manual_seed(self.seed)
-            net = create_network(self.network, in_channels=channels, weights=self.weights)
-            self.module_ = TorchModel(net, channels)
-        self.module_.eval()
-        n = int(getattr(self.module_.network, "num_features", 0))
-        self.feature_names_ = np.asarray([f"cnn_{i}" for i in range(n)], dtype=object)
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        """(N, F) float64 embeddings, rows in input order."""
-        from medsight.features.base import group_pixels
-
-        n, groups = group_pixels(X)
-        settings = RunSettings.create(self.device, "fp32")
-        out = np.empty((n, len(self.feature_names_)))
-        model = settings.prepare_model(self.module_, 2)
-        with torch.inference_mode():
-            for g in groups:
-                for s in range(0, len(g.index), self.batch_size):
-                    x = torch.as_tensor(np.asarray(g.pixels[s:s + self.batch_size], np.float32))
-                    emb = model.embed(settings.to_device(x)).cpu().numpy()
-                    out[g.index[s:s + self.batch_size]] = emb
-        self.module_ = model.to("cpu")
-        return out
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return self.feature_names_.copy()
-
 
 
 def _json_safe(value: Any) -> Any:

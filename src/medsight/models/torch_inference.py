@@ -63,6 +63,21 @@ def link_probabilities(logits: torch.Tensor, task: Task | str, coral: bool = Fal
     return torch.softmax(logits, dim=1)
 
 
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` -> the first GPU when CUDA is usable, else the CPU; other names are checked."""
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidConfig(f"device {name!r} is not a torch device name ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfig(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return dev
+
+
 def flip_views(axes: Sequence[int]) -> list[FlipView]:
     """Test-time views: the identity plus one single-axis flip per (negative) tensor axis."""
     return [(), *[(int(a),) for a in axes]]

@@ -7,7 +7,7 @@ the estimator protocol.
 from medsight.train.augment import PRESETS, AugmentConfig, BatchAugment, flip_variants
 from medsight.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from medsight.train.data import CachedImages, ImageCache, iter_arrays, make_loader
-from medsight.train.device import RunSettings, available_cpus, resolve_device, seed_everything
+from medsight.train.device import RunSettings, available_cpus, seed_everything
 from medsight.train.loop import (
     FitResult,
     LoopConfig,
@@ -54,7 +54,6 @@ __all__ = [
     "map_batches",
     "predict_proba",
     "pseudo_label_rounds",
-    "resolve_device",
     "restore_rng",
     "save_checkpoint",
     "seed_everything",

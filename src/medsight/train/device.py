@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from medsight.errors import InvalidConfig
+from medsight.models.torch_inference import resolve_device
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -82,21 +83,6 @@ class CpuShare:
 
 
 _CPU_SHARE = CpuShare()
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> the first GPU when CUDA is usable, else the CPU; other names are checked."""
-    if isinstance(name, torch.device):
-        return name
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidConfig(f"device {name!r} is not a torch device name ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidConfig(f"device {name!r} asked for, but CUDA is not available on this machine")
-    return dev
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,103 @@
+"""`TorchEnsemble`: the mean probabilities of several fitted `TorchClassifier`s (k-fold members).
+
+`fit` trains ``n_folds`` members with `medsight.data.splits.kfold` (stratified; grouped by patient
+when patient ids exist): member i learns on every fold but fold i, which is its validation split.
+`from_members` wraps classifiers fitted elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from medsight.data.dataset import Dataset, Task
+from medsight.data.splits import kfold
+from medsight.errors import BundleIntegrityError, InvalidConfig
+from medsight.models.base import MedsightEstimator, load_estimator
+from medsight.models.torch_classifier import TorchClassifier
+
+
+class TorchEnsemble(MedsightEstimator):
+    """Mean probabilities of several fitted `TorchClassifier`s (see the module docstring).
+
+    Parameters: ``params`` of every member `TorchClassifier` (each member's seed is
+    ``seed + i``; a ``checkpoint_dir`` gets one ``fold_i`` folder per member), ``n_folds``,
+    ``seed`` (folds and members), ``threshold_method`` (binary threshold on the validation split).
+    """
+
+    kind: ClassVar[str] = "torch_ensemble"
+
+    def __init__(self, params: dict[str, Any] | None = None, n_folds: int = 5, seed: int = 0,
+                 threshold_method: str | None = "youden"):
+        self.params = params
+        self.n_folds = n_folds
+        self.seed = seed
+        self.threshold_method = threshold_method
+        if n_folds < 2:
+            raise InvalidConfig(f"an ensemble needs n_folds >= 2, got {n_folds}")
+
+    @classmethod
+    def from_members(cls, members: Sequence[TorchClassifier]) -> TorchEnsemble:
+        """An ensemble of already fitted classifiers of one task and class list."""
+        if not members:
+            raise InvalidConfig("an ensemble needs at least one member")
+        first = members[0]
+        for m in members:
+            m._check_fitted()
+            if m.task_ is not first.task_ or m.classes_ != first.classes_:
+                raise InvalidConfig("ensemble members must share the task and the classes")
+        ens = cls(params=first.get_params(), n_folds=max(2, len(members)))
+        ens.task_, ens.classes_ = first.task_, list(first.classes_)
+        ens.positive_class_, ens.threshold_ = first.positive_class_, 0.5
+        ens.members_ = list(members)
+        return ens
+
+    def _fit(self, train: Dataset, val: Dataset | None) -> None:
+        labelled = train.labelled()
+        unlabeled = [r for r in train.records if r.label is None]
+        self.members_ = []
+        base = dict(self.params or {})
+        for i, (fit_idx, hold_idx) in enumerate(kfold(labelled, k=self.n_folds, seed=self.seed)):
+            params = {**base, "seed": int(base.get("seed", self.seed)) + i}
+            if base.get("checkpoint_dir"):
+                params["checkpoint_dir"] = str(Path(base["checkpoint_dir"]) / f"fold_{i}")
+            member = TorchClassifier(**params)
+            part = labelled.subset(fit_idx)
+            if unlabeled:
+                part = part.concat(Dataset(unlabeled, train.task, train.classes, train.name,
+                                           train.positive_class))
+            member.fit(part, labelled.subset(hold_idx))
+            self.members_.append(member)
+        if val is not None and self.task_ is Task.BINARY and self.threshold_method:
+            self.threshold_ = self._choose_threshold(val.labelled())
+
+    def _choose_threshold(self, val: Dataset) -> float:
+        from medsight.evaluate.threshold import choose_threshold
+
+        pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
+        proba = self._predict_proba(val)
+        ok = ~np.isnan(proba[:, 0])
+        y = val.labels[ok]
+        if (y == pos).all() or not (y == pos).any():
+            return 0.5
+        return float(choose_threshold(y, proba[ok, pos], method=self.threshold_method,
+                                      positive_class=pos))
+
+    def _predict_proba(self, dataset: Dataset) -> np.ndarray:
+        return np.mean([m.predict_proba(dataset) for m in self.members_], axis=0)
+
+    def _save_state(self, directory: Path) -> None:
+        for i, m in enumerate(self.members_):
+            m.save(directory / f"member_{i}")
+        (directory / "ensemble.json").write_text(json.dumps({"members": len(self.members_)}))
+
+    def _load_state(self, directory: Path) -> None:
+        meta = directory / "ensemble.json"
+        if not meta.is_file():
+            raise BundleIntegrityError(f"{directory}: missing ensemble.json of a torch ensemble")
+        n = int(json.loads(meta.read_text())["members"])
+        self.members_ = [load_estimator(directory / f"member_{i}") for i in range(n)]
