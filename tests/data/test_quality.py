@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -16,10 +17,12 @@ from medsight.data.quality import (
     check_dataset,
     close_hash_pairs,
     hamming,
+    near_groups,
     phash,
     pixel_hash,
 )
 from medsight.data.quality import duplicates as duplicates_module
+from medsight.data.quality.duplicates import DEFAULT_PIXEL_TOLERANCE
 from medsight.data.refs import register_scheme
 from medsight.errors import LeakageError, UnreadableImage
 from medsight.io.image import Image
@@ -141,13 +144,14 @@ def test_check_finds_every_planted_defect(planted):
     assert "patient 'p5' in test and train" in patient.describe()
 
     data = json.loads(json.dumps(report.to_dict()))
-    assert data["verdict"] == {
-        "has_leakage": True,
-        "n_possible_leakage": 1,
-        "has_unreadable": True,
-        "has_label_conflicts": True,
-        "n_exact_duplicate_groups": 1,
-        "n_near_duplicate_groups": 1,
+    assert data["verdict"] == {"has_leakage": True, "has_unreadable": True, "has_label_conflicts": True}
+    assert data["summary"] == report.summary() == {
+        "unreadable": 1,
+        "exact_duplicate_groups": 1,
+        "near_duplicate_groups": 1,
+        "leakage": 2,
+        "possible_leakage": 1,
+        "label_conflicts": 1,
     }
     assert data["images"]["shapes"] == {"48x48": 8}
     assert data["images"]["modalities"] == {"US": 8}
@@ -244,12 +248,83 @@ def test_real_ct_exact_duplicate_files_and_ungrouped_split_leaks(shared_data):
     assert assert_no_leakage(grouped, images=False) == []
 
 
-def test_near_duplicates_alone_are_possible_not_confirmed_leakage() -> None:
-    """Similar-looking images across splits are listed for review; --strict fails only on a
-    shared patient or an identical image."""
+def test_near_duplicates_alone_are_possible_not_confirmed_leakage(planted) -> None:
+    """The same picture across splits is listed for review; --strict fails only on a shared
+    patient or an identical image."""
+    report = check_dataset(planted.subset([2, 3, 6, 7]))  # b (train) and its noisy copy (val)
+    assert [f.kind for f in report.possible_leakage] == ["near_duplicate"]
+    assert not report.has_leakage
+    text = " ".join(quality_text(report).split())
+    assert "1 near-duplicate groups across splits" in text
+    assert "0 exact and 1 near duplicate groups" in text  # the counts of report.summary()
+
+
+def test_distinct_phantoms_are_not_near_duplicates() -> None:
+    """The demo's phantoms share one body template, so pHash sees most of them as close; none
+    is the same picture as another, so there is no group (it used to be one of 236 images)."""
     from medsight.data.sources.phantom import make_phantoms
 
-    report = check_dataset(make_phantoms(n=60, size=32, seed=0))
-    assert report.possible_leakage, "phantoms share one body template: pHash sees them as close"
-    assert not report.has_leakage
-    assert "near-duplicate groups across splits" in quality_text(report)
+    ds = make_phantoms(n=240, size=64, seed=0)
+    hashes = np.array([phash(ds.image(i).pixels) for i in range(len(ds))], dtype=np.uint64)
+    assert len(list(close_hash_pairs(hashes, 8))) > 1000, "many pHash candidates to reject"
+    report = check_dataset(ds)
+    assert report.near_duplicates == [] and report.exact_duplicates == []
+    assert report.summary()["near_duplicate_groups"] == 0
+
+
+def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    PILImage.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=quality)
+    return np.asarray(PILImage.open(buf), dtype=np.float64)
+
+
+def test_exact_and_re_encoded_noisy_copies_are_one_group_others_are_not() -> None:
+    from medsight.data.sources.phantom import make_phantoms
+
+    phantoms = make_phantoms(n=6, size=64, seed=3)
+    planes = [phantoms.image(i).pixels[0].astype(np.float64) for i in range(6)]
+    a = (planes[0] - planes[0].min()) / np.ptp(planes[0]) * 255
+    noisy = _jpeg(a, 90) + np.random.default_rng(1).normal(0, 2.5, a.shape)  # ~1 % noise
+    _ARRAYS.update({"ph_a": a, "ph_a_copy": a.copy(), "ph_a_jpeg_noisy": noisy})
+    for i in range(1, 6):
+        _ARRAYS[f"ph_{i}"] = planes[i]
+    names = ["ph_a", "ph_1", "ph_a_copy", "ph_2", "ph_a_jpeg_noisy", "ph_3", "ph_4", "ph_5"]
+    ds = Dataset([Record(f"qtest:{n}", 0, split="train") for n in names], Task.BINARY, ["a", "b"])
+    report = check_dataset(ds)
+    (exact,) = report.exact_duplicates
+    assert [m.ref for m in exact.members] == ["qtest:ph_a", "qtest:ph_a_copy"]
+    (near,) = report.near_duplicates
+    assert [m.ref for m in near.members] == ["qtest:ph_a", "qtest:ph_a_copy", "qtest:ph_a_jpeg_noisy"]
+    assert 0 < near.max_difference <= report.pixel_tolerance
+
+
+def test_a_chain_of_similar_images_does_not_become_one_group() -> None:
+    """A~B and B~C but A and C differ: complete linkage keeps A and C apart (pHashes all equal,
+    so only the pixel check decides)."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=256).astype(np.float32)
+    step = np.sign(rng.normal(size=256)).astype(np.float32) * 0.6 * DEFAULT_PIXEL_TOLERANCE
+    thumbs = [base, base + step, base + 2 * step, base + 20 * step]  # A, B, C, far away D
+    groups = near_groups(["a", "b", "c", "d"], [7, 7, 7, 7], thumbs, threshold=8)
+    assert len(groups) == 1
+    (group,) = groups
+    assert group.indices in ([0, 1], [1, 2])
+    assert group.max_difference == pytest.approx(0.6 * DEFAULT_PIXEL_TOLERANCE, rel=1e-3)
+    # every pair within the tolerance: one group of three
+    close = [base, base + step / 2, base + step]
+    assert [g.indices for g in near_groups(["a", "b", "c"], [7, 7, 7], close, threshold=8)] == [[0, 1, 2]]
+
+
+def test_html_report_and_terminal_show_the_same_counts(planted, tmp_path) -> None:
+    """One source of truth: the run's report and `data check` both print `summary()`."""
+    from medsight.evaluate.report import ReportData, render_report
+    from medsight.experiment import _quality_summary
+
+    quality = _quality_summary(planted, lambda message: None)
+    data = ReportData(title="q", task="binary", class_names=["benign", "malignant"], positive_class=1,
+                      model_label="m", threshold=None, splits=[], quality=quality)
+    html = " ".join(render_report(data, tmp_path / "report.html").read_text().split())
+    text = " ".join(quality_text(check_dataset(planted)).split())
+    phrases = ("1 unreadable", "1 exact and 1 near duplicate groups", "1 near-duplicate groups across splits")
+    for phrase in phrases:
+        assert phrase in html and phrase in text, phrase

@@ -114,14 +114,17 @@ def _duplicates_section(r: QualityReport) -> list[Any]:
         out.append("Near duplicates: not checked")
     elif r.near_duplicates:
         n_near = sum(len(g.members) for g in r.near_duplicates)
-        out.append(_group_table(
-            f"Near duplicates (pHash distance <= {r.near_duplicate_threshold}): "
-            f"{len(r.near_duplicates)} groups, {n_near} records", r.near_duplicates))
+        out.append(_group_table(f"Near duplicates (the same picture, {_near_rule(r)}): "
+                                f"{len(r.near_duplicates)} groups, {n_near} records", r.near_duplicates))
     else:
-        out.append(f"Near duplicates (pHash distance <= {r.near_duplicate_threshold}): none")
+        out.append(f"Near duplicates ({_near_rule(r)}): none")
     if r.label_conflicts:
         out.append(f"[red]Conflicting labels on identical images: {len(r.label_conflicts)} groups[/red]")
     return out
+
+
+def _near_rule(r: QualityReport) -> str:
+    return f"pHash distance <= {r.near_duplicate_threshold}, thumbnails within {r.pixel_tolerance:g} sd"
 
 
 def _leakage_section(r: QualityReport) -> list[Any]:
@@ -163,12 +166,16 @@ def _images_table(r: QualityReport) -> Table:
 
 
 def _verdict(r: QualityReport) -> str:
+    """One line of counts, from `QualityReport.summary` like the HTML report's."""
+    c = r.summary()
     parts = ["[red]LEAKAGE FOUND[/red]" if r.has_leakage else "[green]no leakage[/green]"]
-    if r.possible_leakage:
-        parts.append(f"[yellow]{len(r.possible_leakage)} near-duplicate groups across splits "
+    if c["possible_leakage"]:
+        parts.append(f"[yellow]{c['possible_leakage']} near-duplicate groups across splits "
                      "to review[/yellow]")
-    if r.has_unreadable:
-        parts.append(f"[yellow]{len(r.unreadable)} unreadable[/yellow]")
-    if r.has_label_conflicts:
-        parts.append(f"[red]{len(r.label_conflicts)} label conflicts[/red]")
+    parts.append(f"{c['unreadable']} unreadable" if not c["unreadable"]
+                 else f"[yellow]{c['unreadable']} unreadable[/yellow]")
+    parts.append(f"{c['exact_duplicate_groups']} exact and {c['near_duplicate_groups']} near "
+                 "duplicate groups")
+    if c["label_conflicts"]:
+        parts.append(f"[red]{c['label_conflicts']} label conflicts[/red]")
     return "Verdict: " + ", ".join(parts)

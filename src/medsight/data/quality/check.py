@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from medsight.data.dataset import Dataset, Record, Task
-from medsight.data.quality.duplicates import exact_groups, near_groups
-from medsight.data.quality.hashing import file_hash, phash, pixel_hash
+from medsight.data.quality.duplicates import DEFAULT_PIXEL_TOLERANCE, exact_groups, near_groups
+from medsight.data.quality.hashing import file_hash, phash, pixel_hash, thumbnail
 from medsight.data.quality.leakage import duplicate_leakage, patient_leakage
 from medsight.data.quality.report import (
     DuplicateGroup,
@@ -132,18 +132,20 @@ def check_dataset(
     near_duplicate_threshold: int | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
     progress: Progress | None = None,
     hash_files: bool = True,
+    pixel_tolerance: float = DEFAULT_PIXEL_TOLERANCE,
 ) -> QualityReport:
     """Check `ds` and return a `QualityReport`; every image is decoded exactly once.
 
-    Exact duplicates share decoded pixels (and, for files, maybe bytes); near duplicates have
-    DCT-pHashes within `near_duplicate_threshold` bits of 64 (None: skip). 8 bits separates
-    re-captures of one ultrasound frame (pixel correlation > 0.93 on BreastMNIST) from different
-    images. `progress(done, total)` is called after each record.
+    Exact duplicates share decoded pixels (and, for files, maybe bytes). Near duplicates show the
+    same picture: candidates have DCT-pHashes within `near_duplicate_threshold` bits of 64 (None:
+    skip), confirmed when their normalised 16x16 thumbnails differ by at most `pixel_tolerance`
+    (see `near_groups`). `progress(done, total)` is called after each record.
     """
     n = len(ds)
     pixel_keys: list[str | None] = [None] * n
     byte_keys: list[str | None] = [None] * n
     phashes: list[int | None] = [None] * n
+    thumbs: list[np.ndarray | None] = [None] * n
     unreadable: list[UnreadableEntry] = []
     images: list[tuple[tuple[int, ...], int, str | None, tuple[float, ...]]] = []
     for i, rec in enumerate(ds.records):
@@ -155,6 +157,7 @@ def check_dataset(
             pixel_keys[i] = pixel_hash(img.pixels)
             if near_duplicate_threshold is not None:
                 phashes[i] = phash(img.pixels)
+                thumbs[i] = thumbnail(img.pixels)
             images.append((img.spatial_shape, img.channels, img.modality, img.spacing))
             path = _file_of(rec) if hash_files else None
             if path is not None:
@@ -172,10 +175,10 @@ def check_dataset(
         exact.append(DuplicateGroup("exact", str(pixel_keys[idx[0]]), members, same_bytes, 0))
     near: list[DuplicateGroup] = []
     if near_duplicate_threshold is not None:
-        for idx, dist in near_groups(pixel_keys, phashes, int(near_duplicate_threshold)):
-            members = [record_info(ds, i) for i in idx]
-            key = f"{phashes[idx[0]]:016x}"
-            near.append(DuplicateGroup("near", key, members, False, dist))
+        for g in near_groups(pixel_keys, phashes, thumbs, int(near_duplicate_threshold), pixel_tolerance):
+            members = [record_info(ds, i) for i in g.indices]
+            key = f"{phashes[g.indices[0]]:016x}"
+            near.append(DuplicateGroup("near", key, members, False, g.max_distance, g.max_difference))
 
     if unreadable:
         log.warning("%s: %d of %d images are unreadable", ds.name, len(unreadable), n)
@@ -195,4 +198,5 @@ def check_dataset(
         leakage=leakage,
         images=_summarise(images),
         near_duplicate_threshold=near_duplicate_threshold,
+        pixel_tolerance=pixel_tolerance if near_duplicate_threshold is not None else None,
     )

@@ -1,7 +1,8 @@
 """Image fingerprints: exact hashes of decoded pixels and file bytes, and a 64-bit DCT pHash.
 
 Exact hashes find byte-for-byte and pixel-for-pixel copies; the perceptual hash (pHash) finds
-near copies (re-encoded, rescaled, slightly shifted) by a small Hamming distance between hashes.
+candidate near copies (re-encoded, rescaled, slightly shifted) by a small Hamming distance, and a
+tiny normalised thumbnail confirms that two candidates really show the same picture.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from os import PathLike
 
 import numpy as np
 from scipy.fft import dctn
+from scipy.ndimage import gaussian_filter
 from skimage.transform import resize
 
 PHASH_SIZE = 8  # 8 x 8 low-frequency DCT coefficients -> 64 bits
 _PHASH_RESIZE = 32
+THUMB_SIZE = 16  # thumbnail side: 256 values (512 bytes as float16) kept per record
+_THUMB_BLUR = 0.5  # pixels of the thumbnail: evens out re-encoding and sensor noise
 
-__all__ = ["file_hash", "hamming", "phash", "pixel_hash"]
+__all__ = ["file_hash", "hamming", "phash", "pixel_hash", "thumbnail", "thumbnail_difference"]
 
 
 def pixel_hash(pixels: np.ndarray) -> str:
@@ -63,3 +67,19 @@ def phash(pixels: np.ndarray) -> int:
 def hamming(a: int, b: int) -> int:
     """Number of differing bits between two hashes."""
     return (a ^ b).bit_count()
+
+
+def thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """A 16x16 plane, lightly blurred and normalised to mean 0 and standard deviation 1, as
+    float16: brightness and contrast drop out, so near copies have near-equal thumbnails."""
+    small = resize(_to_plane(pixels), (THUMB_SIZE, THUMB_SIZE), order=1, anti_aliasing=True)
+    small = gaussian_filter(small, _THUMB_BLUR, mode="nearest")
+    small -= small.mean()
+    sd = small.std()
+    return (small / sd if sd > 0 else small).astype(np.float16).ravel()
+
+
+def thumbnail_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between thumbnails (in standard deviations), row-wise for 2D input."""
+    diff = np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))
+    return diff.mean(axis=-1)

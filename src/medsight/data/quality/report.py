@@ -69,10 +69,12 @@ class UnreadableEntry:
 
 @dataclass
 class DuplicateGroup:
-    """Records showing the same image: ``exact`` (same decoded pixels) or ``near`` (pHash).
+    """Records showing the same image: ``exact`` (same decoded pixels) or ``near`` (the same
+    picture, confirmed on pixels; see `near_groups`).
 
     ``identical_bytes`` is True when every member is a file with the very same bytes;
-    ``max_distance`` is the largest pHash Hamming distance that joined the group (0 for exact).
+    ``max_distance`` is the largest pHash Hamming distance and ``max_difference`` the largest
+    thumbnail difference between two members (both 0 for exact).
     """
 
     kind: str
@@ -80,6 +82,7 @@ class DuplicateGroup:
     members: list[RecordInfo]
     identical_bytes: bool = False
     max_distance: int = 0
+    max_difference: float = 0.0
 
     @property
     def splits(self) -> list[str]:
@@ -103,6 +106,7 @@ class DuplicateGroup:
             "conflicting_labels": self.conflicting_labels,
             "identical_bytes": self.identical_bytes,
             "max_distance": self.max_distance,
+            "max_difference": self.max_difference,
             "members": [m.to_dict() for m in self.members],
         }
 
@@ -184,6 +188,7 @@ class QualityReport:
     leakage: list[LeakageFinding]
     images: ImageSummary
     near_duplicate_threshold: int | None = None
+    pixel_tolerance: float | None = None
 
     # -- verdicts ----------------------------------------------------------------------------
     @property
@@ -216,6 +221,18 @@ class QualityReport:
     def leakage_of(self, kind: str) -> list[LeakageFinding]:
         return [f for f in self.leakage if f.kind == kind]
 
+    def summary(self) -> dict[str, int]:
+        """The counts every view of the check shows (terminal, HTML report, metrics.json), so
+        they cannot disagree; ``leakage`` counts confirmed findings, not ``possible_leakage``."""
+        return {
+            "unreadable": len(self.unreadable),
+            "exact_duplicate_groups": len(self.exact_duplicates),
+            "near_duplicate_groups": len(self.near_duplicates),
+            "leakage": len(self.leakage) - len(self.possible_leakage),
+            "possible_leakage": len(self.possible_leakage),
+            "label_conflicts": len(self.label_conflicts),
+        }
+
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the whole report."""
@@ -230,15 +247,14 @@ class QualityReport:
             "exact_duplicates": [g.to_dict() for g in self.exact_duplicates],
             "near_duplicates": [g.to_dict() for g in self.near_duplicates],
             "near_duplicate_threshold": self.near_duplicate_threshold,
+            "pixel_tolerance": self.pixel_tolerance,
             "leakage": [f.to_dict() for f in self.leakage],
             "label_conflicts": [g.to_dict() for g in self.label_conflicts],
             "images": self.images.to_dict(),
+            "summary": self.summary(),
             "verdict": {
                 "has_leakage": self.has_leakage,
-                "n_possible_leakage": len(self.possible_leakage),
                 "has_unreadable": self.has_unreadable,
                 "has_label_conflicts": self.has_label_conflicts,
-                "n_exact_duplicate_groups": len(self.exact_duplicates),
-                "n_near_duplicate_groups": len(self.near_duplicates),
             },
         }
