@@ -56,3 +56,10 @@ bench-semi-supervised: $(STAMP)
 bench: bench-train-speed
 bench-train-speed: $(STAMP)
 	$(BIN)/python bench/train_speed.py --write $(if $(RUN),,--no-run)
+
+# Fuzzing section of BENCHMARKS.md from bench/results/fuzz.json; RUN=1 fuzzes again (2000 mutated
+# real files and bombs through the decode pool, one worker: a few minutes; see bench/fuzz.py).
+.PHONY: bench-fuzz
+bench: bench-fuzz
+bench-fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py --write $(if $(RUN),--run,)
