@@ -3,7 +3,10 @@
 The format is sniffed from the content (`sniff_format`), never taken from the file name.
 DICOM series are assembled with `read_dicom_series` (files grouped by `group_series`);
 MedMNIST ``.npz`` archives are read one image at a time with `read_npz_image`.
-Every failure raises `medsight.errors.UnreadableImage` naming the source and the reason.
+Every failure raises `medsight.errors.UnreadableImage` naming the source and the reason,
+decoder panics and decompression bombs included (`medsight.io.limits`). Untrusted files are read
+in `medsight.io.decode_pool.DecodePool`, whose worker processes may crash, hang or run out of
+memory without taking the caller down.
 """
 
 from medsight.io.dicom_series import group_series, read_dicom_series
