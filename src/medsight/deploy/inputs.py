@@ -1,0 +1,86 @@
+"""What a Predictor can be given to read: files, bytes, DICOM series, and the walk of the paths a
+user names (files, folders recursively, a folder's DICOM slices grouped into series)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from medsight.io import group_series, read_dicom_series, read_image, sniff_format
+from medsight.io.image import Image
+
+_HEAD = 132  # enough bytes to recognise DICOM by its "DICM" at offset 128
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """The files of one DICOM series, read as one volume; `label` names it in results."""
+
+    files: tuple[str, ...]
+    label: str
+
+
+Input = str | os.PathLike[str] | bytes | Image | SeriesInput
+
+
+def source_label(item: Input) -> str:
+    """How results name an input: its path, the series folder and UID, or ``<bytes>``."""
+    if isinstance(item, Image):
+        return item.source
+    if isinstance(item, SeriesInput):
+        return item.label
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return str(item)
+
+
+def read_input(item: Input) -> Image:
+    """Read one input (the decode pool's work function: top level, picklable)."""
+    if isinstance(item, Image):
+        return item
+    if isinstance(item, SeriesInput):
+        return read_dicom_series(list(item.files))
+    return read_image(item)
+
+
+def gather_inputs(paths: Iterable[str | os.PathLike[str]], volumes: bool) -> Iterator[Input]:
+    """The inputs under `paths`, lazily, in a stable order: files as given, folders walked
+    recursively (sorted, hidden entries skipped). With `volumes` (a 3D model) the DICOM files of
+    each folder are grouped by SeriesInstanceUID and each series is one input; a file that is
+    missing is still yielded so that reading it reports why."""
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            yield str(path)
+            continue
+        for folder, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            names = sorted(f for f in files if not f.startswith("."))
+            full = [str(Path(folder) / f) for f in names]
+            yield from (_series(folder, full) if volumes else full)
+
+
+def _series(folder: str, files: list[str]) -> Iterator[Input]:
+    dicom, other = [], []
+    for f in files:
+        (dicom if _is_dicom(f) else other).append(f)
+    bad: list[str] = []
+    groups = group_series(dicom, on_error=lambda p, _exc: bad.append(str(p)))
+    for uid, members in groups.items():
+        if len(members) == 1:
+            yield str(members[0])
+        else:
+            yield SeriesInput(tuple(str(m) for m in members), f"{folder} (series {uid})")
+    yield from sorted(other + bad)
+
+
+def _is_dicom(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return sniff_format(fh.read(_HEAD)) == "dicom"
+    except OSError:
+        return False
+
+

@@ -1,0 +1,238 @@
+"""`Predictor`: the one prediction path (CLI, service, PACS watcher and batch jobs share it).
+
+read (in a decode pool for untrusted files) -> the bundle's `Preprocess` -> `ModelRuntime.forward`
+on ONNX Runtime -> decision with the bundle's threshold -> `Prediction`, with out-of-distribution
+warnings and, on request, a heatmap mapped back onto the original image. numpy + ONNX Runtime
+only: torch is never imported. Stateless: one runtime session shared by every thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsight.deploy.bundle import Bundle, open_bundle
+from medsight.deploy.inputs import Input, read_input, source_label
+from medsight.deploy.ood import ood_warnings
+from medsight.deploy.prediction import Prediction
+from medsight.errors import InvalidConfig, MedsightError
+from medsight.explain import (
+    HeatmapGeometryUnknown,
+    class_activation_map,
+    new_transforms,
+    occlusion_map,
+    overlay_png,
+    to_original,
+    upsample,
+)
+from medsight.io.image import Image
+from medsight.preprocess.channels import ToChannels
+
+DEFAULT_BATCH = 32
+
+
+@dataclass
+class _Prepared:
+    """One input read and preprocessed, with its timings so far."""
+
+    source: str
+    image: Image
+    tensor: Image
+    warnings: list[str]
+    read_ms: float
+    preprocess_ms: float
+
+
+class Predictor:
+    """Predict with a bundle (a `Bundle` or the path of one, verified on opening).
+
+    ``pool`` (a `medsight.io.decode_pool.DecodePool` whose work function is
+    `medsight.deploy.inputs.read_input`) reads paths and bytes in worker processes, as untrusted
+    files should be; without it they are read in this process. ``batch_size`` bounds how many
+    images go through the runtime at once (and how many `stream` holds in memory).
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, pool: Any = None,
+                 batch_size: int = DEFAULT_BATCH) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        self.pool = pool
+        self.batch_size = max(1, int(batch_size))
+        m = self.bundle.manifest
+        self.runtime = self.bundle.runtime
+        self.classes: list[str] = [str(c) for c in m["classes"]]
+        self.task: str = m["task"]
+        self.positive: int | None = m.get("positive_class")
+        self.threshold: float | None = (m.get("threshold") or {}).get("value")
+        self.input_spec: dict[str, Any] = m["input"]
+        self.heatmap_method: str = (m.get("heatmap") or {}).get("method") or "occlusion"
+        self.model_info = {k: m["model"].get(k) for k in ("name", "version", "uuid", "kind")}
+        trained = (self.input_spec.get("raw") or {}).get("channels") or []
+        self._channels = ToChannels(trained[0]) if len(trained) == 1 else None
+
+    @property
+    def is_volume(self) -> bool:
+        """Whether the model takes volumes (C, D, H, W): folders' DICOM series are then inputs."""
+        return len(self.runtime.input_shape) == 4
+
+    # -- public API ---------------------------------------------------------------------------
+    def predict(self, x: Input | Sequence[Input], heatmap: bool = False) -> Prediction | list[Prediction]:
+        """One input (path, bytes, `Image`, `SeriesInput`) -> `Prediction`; a list -> a list.
+        An unreadable or unprocessable input raises its `MedsightError`."""
+        if isinstance(x, (list, tuple)):
+            return self.predict_batch(x, heatmap=heatmap)
+        return self.predict_batch([x], heatmap=heatmap)[0]
+
+    def predict_batch(self, items: Iterable[Input], heatmap: bool = False) -> list[Prediction]:
+        """Predictions of `items`, batched through the runtime; the first failure raises."""
+        out = []
+        for _item, result in self.stream(items, heatmap=heatmap):
+            if isinstance(result, MedsightError):
+                raise result
+            out.append(result)
+        return out
+
+    def stream(self, items: Iterable[Input], heatmap: bool = False
+               ) -> Iterator[tuple[Input, Prediction | MedsightError]]:
+        """``(item, Prediction | MedsightError)`` for every item, in input order, holding at
+        most `batch_size` images at a time: a failure is reported for its item and the rest
+        still go on (what ``medsight predict`` streams over a folder)."""
+        pending: list[tuple[Input, _Prepared | MedsightError]] = []
+        for item, image, read_ms in self._read(items):
+            prepared = image if isinstance(image, MedsightError) else self._prepare(item, image, read_ms)
+            pending.append((item, prepared))
+            if sum(not isinstance(p, MedsightError) for _, p in pending) >= self.batch_size:
+                yield from self._flush(pending, heatmap)
+                pending = []
+        yield from self._flush(pending, heatmap)
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _read(self, items: Iterable[Input]) -> Iterator[tuple[Input, Image | MedsightError, float]]:
+        if self.pool is not None:
+            t0 = time.perf_counter()
+            for item, result in self.pool.map(items):  # in-memory Images pass through read_input
+                now = time.perf_counter()
+                yield item, result, (now - t0) * 1e3
+                t0 = now
+            return
+        for item in items:
+            t0 = time.perf_counter()
+            try:
+                image: Image | MedsightError = read_input(item)
+            except MedsightError as exc:
+                image = exc
+            yield item, image, (time.perf_counter() - t0) * 1e3
+
+    def _prepare(self, item: Input, image: Image, read_ms: float) -> _Prepared | MedsightError:
+        t0 = time.perf_counter()
+        source = source_label(item)
+        try:
+            converted = image
+            if self._channels is not None and image.channels != self._channels.n:
+                converted = self._channels(image)
+            tensor = self.bundle.preprocess(converted)
+        except MedsightError as exc:
+            return exc
+        if tuple(tensor.pixels.shape) != self.runtime.input_shape:
+            return InvalidConfig(
+                f"{source}: after the bundle's preprocessing the image has shape "
+                f"{tuple(tensor.pixels.shape)}, the model takes {self.runtime.input_shape}")
+        warnings = ood_warnings(image, tensor.pixels, self.input_spec)
+        return _Prepared(source, image, tensor, warnings, read_ms, (time.perf_counter() - t0) * 1e3)
+
+    def _flush(self, pending: list[tuple[Input, _Prepared | MedsightError]], heatmap: bool
+               ) -> Iterator[tuple[Input, Prediction | MedsightError]]:
+        ready = [p for _, p in pending if isinstance(p, _Prepared)]
+        results: dict[int, Prediction] = {}
+        if ready:
+            x = np.stack([p.tensor.pixels for p in ready])
+            t0 = time.perf_counter()
+            want_maps = heatmap and self._uses_cam()
+            out = self.runtime.forward(x, with_features=want_maps, batch_size=self.batch_size)
+            per_image = (time.perf_counter() - t0) * 1e3 / len(ready)
+            for k, p in enumerate(ready):
+                maps = out.features[k] if out.features is not None else None
+                results[id(p)] = self._prediction(p, out.probabilities[k], per_image, heatmap, maps)
+        for item, p in pending:
+            yield item, (p if isinstance(p, MedsightError) else results[id(p)])
+
+    def _prediction(self, p: _Prepared, proba: np.ndarray, inference_ms: float, heatmap: bool,
+                    maps: np.ndarray | None) -> Prediction:
+        label, confidence, explained = self._decide(proba)
+        warnings = list(p.warnings)
+        timings = {"read": p.read_ms, "preprocess": p.preprocess_ms, "inference": inference_ms}
+        pred = Prediction(
+            source=p.source,
+            probabilities={c: float(v) for c, v in zip(self.classes, proba, strict=True)},
+            label=label, confidence=confidence,
+            threshold=self.threshold if self.task in ("binary", "multilabel") else None,
+            warnings=warnings, timings_ms=timings, input=_summary(p.image), model=self.model_info,
+        )
+        if heatmap:
+            t0 = time.perf_counter()
+            self._explain(pred, p, explained, maps)
+            timings["heatmap"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = sum(timings.values())
+        return pred
+
+    def _decide(self, proba: np.ndarray) -> tuple[str, float, int]:
+        """(label, confidence, class index a heatmap explains), as the estimator's `decide`."""
+        if self.task == "multilabel":
+            on = [c for c, v in zip(self.classes, proba, strict=True) if v >= 0.5]
+            return "+".join(on), float(np.min(np.maximum(proba, 1 - proba))), int(np.argmax(proba))
+        if self.task == "binary":
+            pos = int(self.positive if self.positive is not None else 1)
+            thr = 0.5 if self.threshold is None else float(self.threshold)
+            k = pos if proba[pos] >= thr else 1 - pos
+            return self.classes[k], float(proba[k]), pos
+        k = int(np.argmax(proba))
+        return self.classes[k], float(proba[k]), k
+
+    # -- heatmaps -------------------------------------------------------------------------------
+    def _uses_cam(self) -> bool:
+        return (self.heatmap_method == "cam" and self.runtime.cam_weights is not None
+                and self.runtime.has_features)
+
+    def _explain(self, pred: Prediction, p: _Prepared, class_index: int,
+                 maps: np.ndarray | None) -> None:
+        x = p.tensor.pixels
+        spatial = x.shape[1:]
+        if maps is not None:
+            heat = upsample(class_activation_map(maps, self.runtime.cam_weights, class_index,
+                                                 softmax=self.task != "multilabel"), spatial)
+            method = "cam"
+        else:
+            windows = 8 if len(spatial) == 2 else 4
+            heat = occlusion_map(lambda b: self.runtime.forward(b, with_features=False).probabilities,
+                                 x, class_index, windows=windows, batch_size=self.batch_size)
+            method = "occlusion"
+        grid = "original"
+        try:
+            before = len(p.image.metadata.get("geometry", []))
+            heat = to_original(heat, new_transforms(p.tensor.metadata, before), p.image.spatial_shape)
+            base = p.image.pixels
+        except HeatmapGeometryUnknown as exc:
+            pred.warnings.append(f"heatmap: {exc}")
+            grid, base = "model input", x
+        pred.heatmap = heat
+        pred.heatmap_png = overlay_png(base, heat)
+        pred.heatmap_info = {"method": method, "class": self.classes[class_index], "grid": grid,
+                             "shape": list(heat.shape)}
+
+
+def _summary(image: Image) -> dict[str, Any]:
+    """What was read, without patient identifiers."""
+    px = image.pixels
+    return {
+        "shape": list(px.shape),
+        "channels": image.channels,
+        "modality": image.modality,
+        "photometric": image.photometric,
+        "spacing": list(image.spacing),
+        "min": float(px.min()) if px.size else None,
+        "max": float(px.max()) if px.size else None,
+    }
