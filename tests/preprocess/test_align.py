@@ -91,42 +91,97 @@ def test_register_rejects_mixed_dimensions(ct_slice):
 def test_align_step_records_transform_and_replays(ct_slice, tmp_path):
     moved = ct_slice.with_pixels(ndimage.shift(ct_slice.pixels[0], (1.5, -2.5), order=1,
                                                mode="nearest")[None])
-    step = Align(reference=ct_slice, transform="rigid")
-    with pytest.raises(InvalidConfig, match="save_reference"):
-        step.to_dict()
-    saved = step.save_reference(tmp_path / "ref.npz")
-    assert saved.to_dict()["params"]["reference"] == str(tmp_path / "ref.npz")
-    chain = Preprocess([saved])
+    chain = Preprocess([Align(reference=ct_slice, transform="rigid")])
+    embedded = chain.to_dict()["steps"][0]["params"]["reference"]
+    assert set(embedded) == {"npy", "spacing", "origin", "direction"}  # pixels inside the JSON
     out = chain(moved)
     rec = out.metadata["preprocess"][-1]
     assert rec["step"] == "align" and rec["shift"] == pytest.approx([1.5, -2.5], abs=0.2)
-    again = Preprocess.from_json(chain.to_json())(moved)
-    assert again.pixels.tobytes() == out.pixels.tobytes()
+    again = Preprocess.from_json(chain.to_json())
+    assert again == chain and again.fingerprint() == chain.fingerprint()
+    assert again(moved).pixels.tobytes() == out.pixels.tobytes()
+    # the same reference as a file: the same chain (identity is the content, not where it lives)
+    from_file = Preprocess([chain[0].save_reference(tmp_path / "ref.npz")])
+    assert from_file.fingerprint() == chain.fingerprint()
+    assert from_file(moved).metadata["preprocess"][-1]["reference_pixels_sha256"] == \
+        rec["reference_pixels_sha256"]
+    assert "npy=" not in repr(chain) and "pixels>" in repr(chain)
 
 
-def test_align_relative_reference_and_checksum(ct_slice, tmp_path):
-    Align(reference=ct_slice).save_reference(tmp_path / "bundle" / "ref.npz")
+def test_saved_chain_is_self_contained_without_the_reference_file(ct_slice, tmp_path):
+    bundle = tmp_path / "bundle"
+    Align(reference=ct_slice).save_reference(bundle / "ref.npz")
     from medsight.preprocess.align import file_sha256
 
-    digest = file_sha256(tmp_path / "bundle" / "ref.npz")
-    chain = Preprocess([Align(reference="ref.npz", reference_sha256=digest)])
-    loaded = Preprocess.from_json(chain.to_json(), base_dir=tmp_path / "bundle")
-    assert loaded.fingerprint() == chain.fingerprint()  # base_dir does not change the identity
-    out = loaded(ct_slice)
-    assert out.pixels.shape == ct_slice.pixels.shape
-    config = tmp_path / "bundle" / "prep.yaml"  # a config file resolves files next to itself
-    config.write_text(f"- align: {{reference: ref.npz, reference_sha256: {digest}}}\n")
+    digest = file_sha256(bundle / "ref.npz")
+    config = bundle / "prep.yaml"  # a config file resolves files next to itself
+    config.write_text(
+        f"- align: {{reference: ref.npz, reference_sha256: {digest}, transform: translation}}\n")
     from_yaml = Preprocess.from_config(config)
-    assert from_yaml.fingerprint() == chain.fingerprint()
-    assert from_yaml(ct_slice).pixels.tobytes() == out.pixels.tobytes()
-    np.save(tmp_path / "bundle" / "other.npy", ct_slice.pixels)
-    (tmp_path / "bundle" / "ref.npz").write_bytes((tmp_path / "bundle" / "other.npy").read_bytes())
-    tampered = Preprocess.from_json(chain.to_json(), base_dir=tmp_path / "bundle")
-    with pytest.raises(BundleIntegrityError, match="changed"):
-        tampered(ct_slice)
+    out = from_yaml(ct_slice)
+    assert out.pixels.shape == ct_slice.pixels.shape
+    text = from_yaml.to_json()
+    (bundle / "ref.npz").unlink()  # saved JSON needs no file, whatever base_dir says
+    for base_dir in (None, tmp_path / "elsewhere"):
+        loaded = Preprocess.from_json(text, base_dir=base_dir)
+        assert loaded.fingerprint() == from_yaml.fingerprint()
+        assert loaded(ct_slice).pixels.tobytes() == out.pixels.tobytes()
+    np.save(bundle / "other.npy", ct_slice.pixels[:, ::2])
+    (bundle / "ref.npz").write_bytes((bundle / "other.npy").read_bytes())
+    with pytest.raises(BundleIntegrityError, match="changed"):  # a pinned file that changed
+        Preprocess.from_config(config)(ct_slice)
     missing = Preprocess([Align(reference=str(tmp_path / "nope.npz"))])
     with pytest.raises(InvalidConfig, match="not found"):
         missing(ct_slice)
+    with pytest.raises(InvalidConfig, match="not found"):
+        missing.to_json()
+
+
+def test_embedded_reference_is_checked_and_never_unpickled(ct_slice):
+    import base64
+    import io
+    import pickle
+
+    d = Preprocess([Align(reference=ct_slice)]).to_dict()
+    params = d["steps"][0]["params"]
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    for bad, match in (
+        ({**params["reference"], "npy": base64.b64encode(buf.getvalue()).decode()}, "base64 .npy"),
+        ({**params["reference"], "npy": "not base64!"}, "base64 .npy"),
+        ({**params["reference"], "npy": base64.b64encode(pickle.dumps([1])).decode()}, "base64 .npy"),
+        ({"npy": params["reference"]["npy"]}, "keys"),
+    ):
+        with pytest.raises(InvalidConfig, match=match):
+            Preprocess.from_dict({**d, "steps": [{"name": "align", "params": {**params, "reference": bad}}]})
+
+
+def test_saved_model_copied_elsewhere_aligns_without_its_reference_file(tmp_path):
+    """A model trained with an align step keeps the reference inside its saved folder."""
+    import shutil
+
+    from medsight.data.sources import make_phantoms
+    from medsight.models import load_estimator
+    from medsight.models.classical import ClassicalClassifier
+    from medsight.preprocess import save_reference
+
+    ds = make_phantoms(n=24, size=28, seed=0)
+    reference = tmp_path / "templates" / "ref.npz"
+    save_reference(ds.image(0), reference)
+    steps = [{"align": {"reference": str(reference), "transform": "translation", "iterations": 20}},
+             {"minmax": {}}]
+    est = ClassicalClassifier("logistic_regression", features=["stats"], preprocess=steps,
+                              calibrate=None).fit(ds)
+    proba = est.predict_proba(ds)
+    est.save(tmp_path / "run" / "model")
+    shutil.copytree(tmp_path / "run" / "model", tmp_path / "server" / "model")
+    shutil.rmtree(tmp_path / "run")
+    reference.unlink()
+    loaded = load_estimator(tmp_path / "server" / "model")
+    assert loaded.preprocess_ == est.preprocess_
+    np.testing.assert_array_equal(loaded.predict_proba(ds), proba)
+    aligned = loaded.preprocess_(ds.image(3))
+    assert aligned.pixels.tobytes() == est.preprocess_(ds.image(3)).pixels.tobytes()
 
 
 def test_build_template_refined_is_sharper(ct_slice, tmp_path):

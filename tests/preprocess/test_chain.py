@@ -46,8 +46,9 @@ EXAMPLES: dict[str, Step] = {
     "median": Median(size=5),
     "nl_means": NLMeans(h=1.1, patch_size=3, patch_distance=4),
     "to_channels": ToChannels(1),
-    "align": Align(reference="templates/ct.npz", transform="affine", metric="mean_squares",
-                   iterations=50, reference_sha256="ab" * 32),
+    "align": Align(reference=Image(np.arange(64, dtype=np.float32).reshape(1, 8, 8), spacing=(0.5, 0.7),
+                                   origin=(1.0, 2.0)),
+                   transform="affine", metric="mean_squares", iterations=50),
 }
 
 
@@ -189,3 +190,32 @@ def test_describe_and_empty_chain():
     out = empty(img)
     assert out is not img and np.array_equal(out.pixels, img.pixels)
     assert "none" in empty.describe()
+
+
+def test_fingerprint_is_computed_once_not_per_image(ct_slice, monkeypatch):
+    chain = Preprocess.from_config(CONFIG)
+    calls = []
+    real = Preprocess.to_json
+
+    def counting(self, indent=None):
+        calls.append(indent)
+        return real(self, indent)
+
+    monkeypatch.setattr(Preprocess, "to_json", counting)
+    outs = [chain(ct_slice) for _ in range(5)]
+    assert len(calls) == 1, "the chain was serialised and hashed for every image"
+    assert {o.metadata["preprocess_fingerprint"] for o in outs} == {chain.fingerprint()}
+    assert len(calls) == 1
+
+
+def test_equal_chains_hash_equally_and_work_as_keys():
+    a = Preprocess.from_config(CONFIG)
+    b = Preprocess.from_json(a.to_json())
+    c = Preprocess.from_config(CONFIG[:3])
+    assert a == b and a is not b and hash(a) == hash(b)
+    assert len({a, b, c}) == 2
+    cache = {a: "model-1"}
+    assert cache[b] == "model-1" and c not in cache
+    assert a != c and a != "not a chain"
+    with pytest.raises(TypeError):
+        a.steps[0] = ZScore()  # the steps are fixed once the fingerprint may be cached

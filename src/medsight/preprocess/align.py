@@ -10,13 +10,15 @@ It uses a fixed number of threads (1 by default) so the result replays to the sa
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import logging
 import math
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import SimpleITK as sitk
 
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset, MedsightError
 from medsight.io.image import Image
-from medsight.preprocess.base import Step, gray, record, register_step, to_plain
+from medsight.preprocess.base import Step, _short_repr, gray, record, register_step, to_plain
 from medsight.preprocess.geometry import resize_pixels
 
 log = logging.getLogger(__name__)
@@ -236,20 +238,67 @@ def load_reference(path: str | Path) -> Image:
     return read_image(path)
 
 
+_EMBEDDED_KEYS = {"npy", "spacing", "origin", "direction"}
+
+
+def _npy_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(pixels), allow_pickle=False)
+    return buf.getvalue()
+
+
+def embed_reference(image: Image) -> dict[str, Any]:
+    """A reference image as JSON: pixels as a base64 ``.npy`` (no pickle), plus its geometry.
+
+    This is how an `Align` step is saved, so a saved chain (and the model holding it) needs no
+    file beside it; the bytes are deterministic, so the chain's fingerprint pins the content.
+    """
+    return to_plain({
+        "npy": base64.b64encode(_npy_bytes(image.pixels)).decode("ascii"),
+        "spacing": list(image.spacing),
+        "origin": None if image.origin is None else list(image.origin),
+        "direction": None if image.direction is None else np.asarray(image.direction).tolist(),
+    })
+
+
+def _decode_reference(data: Mapping[str, Any]) -> Image:
+    """The `Image` of an `embed_reference` mapping; anything malformed is an `InvalidConfig`."""
+    if set(data) != _EMBEDDED_KEYS:
+        raise InvalidConfig(f"align: an embedded reference has the keys {sorted(_EMBEDDED_KEYS)}, "
+                            f"got {sorted(data)}")
+    try:
+        raw = base64.b64decode(str(data["npy"]), validate=True)
+        pixels = np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+    except (binascii.Error, ValueError, OSError) as exc:
+        raise InvalidConfig(f"align: the embedded reference is not a base64 .npy array: {exc}") from exc
+    if pixels.ndim not in (3, 4) or pixels.dtype.kind not in "biuf":
+        raise InvalidConfig(f"align: the embedded reference must be numeric (C, [D,] H, W) pixels, "
+                            f"got {pixels.dtype} {pixels.shape}")
+    try:
+        return Image(pixels=pixels, spacing=tuple(data["spacing"] or ()),
+                     origin=None if data["origin"] is None else tuple(data["origin"]),
+                     direction=None if data["direction"] is None else np.asarray(data["direction"]),
+                     source="<embedded align reference>")
+    except (TypeError, ValueError) as exc:
+        raise InvalidConfig(f"align: the embedded reference's geometry is invalid: {exc}") from exc
+
+
 @register_step("align")
 class Align(Step):
     """Register each image onto a reference (rigid, affine or translation; SimpleITK).
 
-    ``reference`` is a path to an image file (what gets serialised; relative paths resolve
-    against the chain's base folder, e.g. the model bundle) or an in-memory `Image` (then call
-    `save_reference` before serialising). ``reference_sha256`` pins the file's content so a
-    changed template is caught. The output lies on the reference grid; the transform found is
-    recorded in the metadata (see `register`).
+    ``reference`` is a path to an image file (relative paths resolve against the chain's base
+    folder, e.g. a config's folder), an in-memory `Image`, or the embedded form `to_dict` writes
+    (`embed_reference`): a saved chain always holds the reference pixels themselves, so a model
+    folder or bundle copied elsewhere aligns the same without the original file.
+    ``reference_sha256`` pins a reference file's content so a changed template is caught. The
+    output lies on the reference grid; the transform found is recorded in the metadata (see
+    `register`), with the sha256 of the reference pixels.
     """
 
     def __init__(
         self,
-        reference: str | Image,
+        reference: str | os.PathLike[str] | Image | Mapping[str, Any],
         transform: str = "rigid",
         metric: str = "mattes",
         iterations: int = 200,
@@ -265,10 +314,16 @@ class Align(Step):
         self.threads = threads
         self.reference_sha256 = reference_sha256
         _check_options(transform, metric, iterations, fill, threads)
-        if not isinstance(reference, (str, Image, os.PathLike)):
-            raise InvalidConfig(f"align: reference must be a path or an Image, got {reference!r}")
         self._base_dir: str | None = None
-        self._reference_image: Image | None = reference if isinstance(reference, Image) else None
+        self._reference_image: Image | None = None
+        self._reference_digest: str | None = None
+        if isinstance(reference, Image):
+            self._reference_image = reference
+        elif isinstance(reference, Mapping):
+            self._reference_image = _decode_reference(reference)
+        elif not isinstance(reference, (str, os.PathLike)):
+            raise InvalidConfig(f"align: reference must be a path, an Image or an embedded "
+                                f"reference, got {_short_repr(reference)}")
 
     def params(self) -> dict[str, Any]:
         p = super().params()
@@ -277,12 +332,20 @@ class Align(Step):
         return p
 
     def to_dict(self) -> dict[str, Any]:
-        if isinstance(self.reference, Image):
-            raise InvalidConfig(
-                "align: the reference is an in-memory image; call save_reference(path) first so "
-                "the chain can be written to JSON"
-            )
-        return super().to_dict()
+        """The step with its reference pixels embedded (a file reference is read, and checked)."""
+        params = {**self.params(), "reference": embed_reference(self.reference_image()),
+                  "reference_sha256": None}
+        return {"name": self.name, "params": to_plain(params)}
+
+    def __repr__(self) -> str:
+        parts = []
+        for key, value in self.params().items():
+            if key == "reference" and not isinstance(value, (str, os.PathLike)):
+                px = self.reference_image().pixels
+                parts.append(f"reference=<{'x'.join(map(str, px.shape))} {px.dtype} pixels>")
+            else:
+                parts.append(f"{key}={_short_repr(value)}")
+        return f"{self.name}({', '.join(parts)})"
 
     def with_base_dir(self, base_dir: str) -> Align:
         step = Align(**self.params())
@@ -290,8 +353,8 @@ class Align(Step):
         return step
 
     def reference_path(self) -> Path | None:
-        """Where the reference file is read from (None for an in-memory reference)."""
-        if isinstance(self.reference, Image):
+        """Where the reference file is read from (None for an in-memory or embedded reference)."""
+        if not isinstance(self.reference, (str, os.PathLike)):
             return None
         p = Path(self.reference)
         return p if p.is_absolute() or self._base_dir is None else Path(self._base_dir) / p
@@ -338,8 +401,14 @@ class Align(Step):
         out, params = register(
             image, ref, self.transform, self.metric, self.iterations, self.fill, self.threads
         )
-        name = "<memory>" if isinstance(self.reference, Image) else os.fspath(self.reference)
-        return record(out, self.name, reference=name, **params)
+        return record(out, self.name, reference_pixels_sha256=self.reference_digest(), **params)
+
+    def reference_digest(self) -> str:
+        """sha256 (hex) of the reference pixels as embedded: the same for a file, an in-memory
+        image or a reloaded chain holding the same reference."""
+        if self._reference_digest is None:
+            self._reference_digest = hashlib.sha256(_npy_bytes(self.reference_image().pixels)).hexdigest()
+        return self._reference_digest
 
 
 def _pick_images(images: Any, n: int) -> list[Image]:
