@@ -56,3 +56,15 @@ def test_region_refs_resolve_with_only_the_data_layer_imported() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_data_and_preprocess_load_pandas_and_matplotlib_only_when_used() -> None:
+    """Each costs ~0.5 s at import; a prediction server loading a bundle needs neither."""
+    code = (
+        "import sys\n"
+        "import medsight.data, medsight.data.sources, medsight.preprocess\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

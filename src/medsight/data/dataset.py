@@ -11,14 +11,16 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from medsight.data.refs import resolve
 from medsight.errors import InvalidDataset
 from medsight.io.image import Image
+
+if TYPE_CHECKING:  # pandas costs ~0.5 s to import: only `to_frame` needs it
+    import pandas as pd
 
 
 class Task(StrEnum):
@@ -220,6 +222,8 @@ class Dataset(Sequence[Sample]):
 
     def to_frame(self) -> pd.DataFrame:
         """The record table as a DataFrame (metadata flattened into columns)."""
+        import pandas as pd
+
         rows = []
         for r in self.records:
             row = {

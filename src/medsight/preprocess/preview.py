@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from medsight.errors import InvalidConfig
 from medsight.io.image import Image
+
+if TYPE_CHECKING:  # matplotlib takes ~0.7 s to import: loaded when a preview is drawn
+    from matplotlib.figure import Figure
 
 
 def display_array(image: Image | np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -54,6 +56,9 @@ def preview_grid(
     if titles is not None and len(titles) != len(images_before):
         raise InvalidConfig(f"preview_grid: {len(titles)} titles for {len(images_before)} images")
     n = len(images_before)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(2 * cell_inches, n * cell_inches))
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, 2, squeeze=False)

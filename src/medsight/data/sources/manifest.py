@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.refs import split_ref
@@ -28,12 +26,17 @@ from medsight.data.sources.labels import (
 )
 from medsight.errors import InvalidDataset
 
+if TYPE_CHECKING:  # imported when a manifest is read, not with every `medsight.data` import
+    import pandas as pd
+
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _MAX_LISTED = 5
 
 
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet table with every cell as text (or None), naming the file on error."""
+    import pandas as pd
+
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
