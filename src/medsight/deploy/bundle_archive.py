@@ -119,7 +119,7 @@ def read_bundle(path: str | os.PathLike[str]) -> dict[str, bytes]:
     raw = p.read_bytes()
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
-    except zipfile.BadZipFile as exc:
+    except Exception as exc:  # a damaged directory raises BadZipFile, ValueError, EOFError ...
         raise BundleIntegrityError(f"{p} is not a readable bundle (zip): {exc}") from exc
     files: dict[str, bytes] = {}
     with zf:
@@ -132,7 +132,7 @@ def read_bundle(path: str | os.PathLike[str]) -> dict[str, bytes]:
                 raise BundleIntegrityError(f"{p}: member {info.filename!r} appears twice")
             try:
                 files[info.filename] = zf.read(info)
-            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            except Exception as exc:  # bad CRC, header mismatch, "encrypted" flag, bad method ...
                 raise BundleIntegrityError(
                     f"{p}: member {info.filename!r} is damaged ({exc})") from exc
             refuse_pickle_content(info.filename, files[info.filename])

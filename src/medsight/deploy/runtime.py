@@ -34,6 +34,7 @@ TRUSTED_SKOPS_TYPES = (
     "sklearn.isotonic.IsotonicRegression",
     "sklearn.multiclass.OneVsRestClassifier",
     "sklearn.preprocessing._label.LabelBinarizer",
+    "sklearn.tree._tree.Tree",
 )
 DEFAULT_BATCH = 64
 
