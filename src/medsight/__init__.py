@@ -19,6 +19,7 @@ _EXPORTS = {
     "InvalidConfig": "medsight.errors",
     "LeakageError": "medsight.errors",
     "BundleIntegrityError": "medsight.errors",
+    "NotFittedError": "medsight.errors",
     # acquire
     "Image": "medsight.io",
     "read_image": "medsight.io",
@@ -45,6 +46,7 @@ _EXPORTS = {
     "make_features": "medsight.features",
     "MedsightEstimator": "medsight.models.base",
     "load_estimator": "medsight.models.base",
+    "clone": "medsight.models.base",
     "ClassicalClassifier": "medsight.models.classical",
     "TorchClassifier": "medsight.models.torch_classifier",
     "TorchEnsemble": "medsight.models.torch_ensemble",

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medsight.errors import InvalidConfig
+from medsight.models.kinds import estimator_kinds
 
 
 class _Strict(BaseModel):
@@ -46,8 +47,15 @@ class ModelConfig(_Strict):
     """One estimator: ``kind`` picks the class, ``params`` are its constructor arguments."""
 
     name: str | None = None
-    kind: Literal["classical", "torch", "torch_ensemble"] = "classical"
+    kind: str = "classical"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in estimator_kinds():
+            raise ValueError(f"unknown model kind {kind!r}; known: {estimator_kinds()}")
+        return kind
 
     @property
     def label(self) -> str:

@@ -28,5 +28,9 @@ class LeakageError(MedsightError):
     """The same patient or image appears in more than one split."""
 
 
+class NotFittedError(MedsightError):
+    """An estimator was asked to predict, save or export before `fit` (or `load_estimator`)."""
+
+
 class BundleIntegrityError(MedsightError):
     """A saved model bundle is missing files or fails its checksum."""

@@ -9,7 +9,6 @@ a self-contained ``report.html``.
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import logging
@@ -38,6 +37,7 @@ from medsight.evaluate.schemes import (
     holdout_evaluate,
 )
 from medsight.models.base import MedsightEstimator
+from medsight.models.kinds import estimator_class
 from medsight.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
@@ -57,33 +57,20 @@ class RunResult:
 
 def build_estimator(spec: ModelConfig, preprocess: list[dict[str, Any]], seed: int,
                     evaluation: Any = None, progress: Callable | None = None) -> MedsightEstimator:
-    """The estimator a model spec names, with the run's preprocessing chain and seed."""
-    if spec.kind == "classical":
-        from medsight.models.classical import ClassicalClassifier as cls
-    elif spec.kind == "torch_ensemble":
-        from medsight.models.torch_ensemble import TorchEnsemble as cls
-    else:
-        from medsight.models.torch_classifier import TorchClassifier as cls
-    accepted = set(inspect.signature(cls.__init__).parameters)
-    params = dict(spec.params)
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise InvalidConfig(
-            f"model {spec.label!r}: unknown parameter(s) {unknown} for kind {spec.kind!r}; "
-            f"accepted: {sorted(accepted - {'self'})}"
-        )
-    if spec.kind == "torch_ensemble":  # the chain belongs to every member network
-        params["params"] = {"preprocess": preprocess, **(params.get("params") or {})}
-    else:
-        params.setdefault("preprocess", preprocess)
-    params.setdefault("seed", seed)
-    if progress is not None and "progress" in accepted:
-        params["progress"] = progress
-    if evaluation is not None and "threshold_method" in accepted:
-        method = None if evaluation.threshold == "fixed" else evaluation.threshold
-        params.setdefault("threshold_method", method)
-        params.setdefault("target_sensitivity", evaluation.target_sensitivity)
-    return cls(**params)
+    """The estimator a model spec names, with the run's preprocessing chain, seed, threshold
+    choice and progress callback where the kind takes them; its parameters are checked."""
+    defaults: dict[str, Any] = {"preprocess": preprocess, "seed": seed}
+    if evaluation is not None:
+        defaults["threshold_method"] = None if evaluation.threshold == "fixed" else evaluation.threshold
+        defaults["target_sensitivity"] = evaluation.target_sensitivity
+    try:
+        est = estimator_class(spec.kind).with_defaults(dict(spec.params), **defaults)
+        if progress is not None and "progress" in est.param_names():
+            est.set_params(progress=progress)
+        est.validate_params()
+    except InvalidConfig as exc:
+        raise InvalidConfig(f"model {spec.label!r}: {exc}") from None
+    return est
 
 
 def prepare_dataset(cfg: ExperimentConfig) -> Dataset:

@@ -192,7 +192,8 @@ def test_every_model_fits_and_gives_probabilities(breast, model):
 def test_unreadable_images_at_prediction_give_nan_rows(breast):
     pre = Preprocess.from_config([{"resize": {"size": [28, 28]}}])
     est = ClassicalClassifier("logistic_regression", features=["stats"], preprocess=pre)
-    assert est.get_params()["preprocess"] == pre.to_dict()  # stored JSON-ready
+    assert est.get_params()["preprocess"] is pre  # stored as given, saved JSON-ready
+    assert est.saved_params()["preprocess"] == pre.to_dict()
     est.fit(breast.split("train").subset(range(150)))
     assert est.preprocess_ == pre
     mr, broken = get_testdata_file("MR_small.dcm"), get_testdata_file("MR_truncated.dcm")
@@ -219,9 +220,13 @@ def test_single_class_training_set_is_refused(breast):
         ({"threshold_method": "f1"}, "threshold_method"),
     ],
 )
-def test_bad_configuration_is_invalid_config(kwargs, match):
+def test_bad_configuration_is_invalid_config_at_fit(kwargs, match, breast):
+    clf = ClassicalClassifier(**kwargs)  # stored as given, checked by validate_params / fit
+    assert {k: clf.get_params()[k] for k in kwargs} == kwargs
     with pytest.raises(InvalidConfig, match=match):
-        ClassicalClassifier(**kwargs)
+        clf.validate_params()
+    with pytest.raises(InvalidConfig, match=match):
+        clf.fit(breast.split("train").subset(range(20)))
 
 
 def test_bad_model_params_and_val_search_without_val_fail_at_fit(breast):

@@ -166,15 +166,22 @@ def test_grey_images_feed_a_three_channel_network_and_options_run(breast):
     assert np.isfinite(clf.predict_proba(train)).all()
 
 
-def test_bad_parameters_fail_at_construction():
-    with pytest.raises(InvalidConfig, match="rmsprop"):
-        TorchClassifier(optimizer="rmsprop")
-    with pytest.raises(InvalidConfig, match="schedule"):
-        TorchClassifier(schedule="linear")
-    with pytest.raises(InvalidConfig, match="augmentation option"):
-        TorchClassifier(augment={"flip": True})
-    with pytest.raises(InvalidConfig, match="tta"):
-        TorchClassifier(tta=["rotate"])
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"optimizer": "rmsprop"}, "rmsprop"),
+    ({"schedule": "linear"}, "schedule"),
+    ({"augment": {"flip": True}}, "augmentation option"),
+    ({"tta": ["rotate"]}, "tta"),
+])
+def test_bad_parameters_are_stored_as_given_and_fail_at_fit(kwargs, match):
+    clf = TorchClassifier(**kwargs)
+    assert {k: clf.get_params()[k] for k in kwargs} == kwargs
+    with pytest.raises(InvalidConfig, match=match):
+        clf.validate_params()
+    with pytest.raises(InvalidConfig, match=match):
+        clf.fit(Dataset([Record("phantom:seed=0;size=16;index=0", 0)], "binary", ["a", "b"]))
+
+
+def test_unknown_network_fails_at_fit():
     with pytest.raises(InvalidConfig, match="unknown network"):
         TorchClassifier(network="no_such_net", epochs=1).fit(
             Dataset([Record("phantom:seed=0;size=16;index=0", 0),

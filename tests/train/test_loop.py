@@ -76,7 +76,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(breast, tmp_path):
     with pytest.raises(InvalidConfig, match="other settings or data"):
         TorchClassifier(**_params(epochs=1, lr=0.5, checkpoint_dir=ckpt, resume=True)).fit(train)
     with pytest.raises(InvalidConfig, match="checkpoint_dir"):
-        TorchClassifier(resume=True)
+        TorchClassifier(resume=True).validate_params()
 
 
 def test_best_weights_are_a_copy_of_the_best_epoch_not_the_last(breast, tmp_path):

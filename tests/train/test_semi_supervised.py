@@ -82,7 +82,7 @@ def test_semi_supervised_options_are_checked():
     with pytest.raises(InvalidConfig, match="tau"):
         SemiSupervisedConfig.from_config({"method": "fixmatch", "tau": 0.9})
     with pytest.raises(InvalidConfig, match="threshold"):
-        TorchClassifier(semi_supervised={"method": "pseudo_label", "threshold": 2})
+        TorchClassifier(semi_supervised={"method": "pseudo_label", "threshold": 2}).validate_params()
 
 
 def test_pseudo_label_rounds_keep_the_round_that_validates_best() -> None:

@@ -1,13 +1,15 @@
 """The one estimator protocol: classical models and neural networks answer the same calls.
 
 `fit(train, val=None)`, `predict_proba(dataset)`, `predict(dataset)`, `save(dir)` and
-`load_estimator(dir)`, scikit-learn style: constructor arguments are stored as-is, learned state
+`load_estimator(dir)`, scikit-learn style: constructor arguments are stored as given and checked
+in `fit` (`validate_params`), `get_params` / `set_params` / `clone` work on them, learned state
 ends in ``_``. Cross-validation, reports and deployment treat a random forest on HOG features and a
-ResNet alike because they only use these calls.
+ResNet alike because they only use these calls. Kinds are found by name in `models.kinds`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -16,9 +18,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from medsight.data.dataset import Dataset, Task
-from medsight.errors import BundleIntegrityError, InvalidDataset
+from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset, NotFittedError
+from medsight.models.kinds import estimator_class, estimator_kinds
+from medsight.preprocess.chain import plain_spec
 
-_KINDS: dict[str, type[MedsightEstimator]] = {}
 META_FILE = "estimator.json"
 
 
@@ -30,15 +33,14 @@ class MedsightEstimator(ABC):
     """
 
     kind: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        if cls.kind:
-            _KINDS[cls.kind] = cls
+    # constructor arguments that only say how a run executes (devices, threads, callbacks...):
+    # never saved with a fitted model, never needed to load it
+    run_only: ClassVar[frozenset[str]] = frozenset()
 
     # -- public protocol ------------------------------------------------------------------
     def fit(self, train: Dataset, val: Dataset | None = None) -> MedsightEstimator:
         """Learn from the labelled records of `train`; `val` drives model selection if used."""
+        self.validate_params()
         labelled = train.labelled()
         if len(labelled) == 0:
             raise InvalidDataset(f"{train.name}: no labelled records to fit on")
@@ -69,12 +71,58 @@ class MedsightEstimator(ABC):
             return np.where(is_pos, pos, 1 - pos)
         return proba.argmax(axis=1)
 
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's parameter names, in order."""
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, as given (scikit-learn convention)."""
-        import inspect
+        missing = [p for p in self.param_names() if not hasattr(self, p)]
+        if missing:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ does not store its parameter(s) {missing} "
+                "as attributes of the same name; every constructor argument must be stored as given"
+            )
+        return {p: getattr(self, p) for p in self.param_names()}
 
-        sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self" and hasattr(self, p)}
+    def saved_params(self) -> dict[str, Any]:
+        """The parameters saved with a fitted model: `get_params` without the `run_only` ones
+        (a `Preprocess` given as ``preprocess`` in its JSON-ready form)."""
+        params = {k: v for k, v in self.get_params().items() if k not in self.run_only}
+        if "preprocess" in params:
+            params["preprocess"] = plain_spec(params["preprocess"])
+        return params
+
+    def set_params(self, **params: Any) -> MedsightEstimator:
+        """Change constructor arguments (checked at the next `fit`); returns the estimator."""
+        accepted = self.param_names()
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise InvalidConfig(
+                f"{type(self).__name__} has no parameter(s) {unknown}; accepted: {accepted}"
+            )
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    @classmethod
+    def with_defaults(cls, params: dict[str, Any], **defaults: Any) -> MedsightEstimator:
+        """An estimator of `params` (unknown names: InvalidConfig) with run-wide `defaults`
+        (``preprocess``, ``seed``, ``threshold_method``, ...) for the parameters this kind takes
+        and `params` leaves unset."""
+        accepted = cls.param_names()
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise InvalidConfig(
+                f"unknown parameter(s) {unknown} for kind {cls.kind!r}; accepted: {sorted(accepted)}"
+            )
+        return cls(**{**{k: v for k, v in defaults.items() if k in accepted}, **params})
+
+    @abstractmethod
+    def validate_params(self) -> None:
+        """Check the stored parameters (InvalidConfig naming the bad one); `fit` calls it first."""
 
     def save(self, directory: str | Path) -> Path:
         """Write the fitted estimator into `directory` (created); returns the directory."""
@@ -83,7 +131,7 @@ class MedsightEstimator(ABC):
         d.mkdir(parents=True, exist_ok=True)
         meta = {
             "kind": self.kind,
-            "params": _jsonable(self.get_params()),
+            "params": _jsonable(self.saved_params()),
             "task": self.task_.value,
             "classes": self.classes_,
             "positive_class": self.positive_class_,
@@ -108,7 +156,25 @@ class MedsightEstimator(ABC):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "task_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(train) first")
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet: call fit(train) first, or load a "
+                "saved model with load_estimator(folder)"
+            )
+
+
+def clone(estimator: MedsightEstimator) -> MedsightEstimator:
+    """A new, unfitted estimator of the same kind with the same parameters (containers copied)."""
+    return type(estimator)(**{k: _copy(v) for k, v in estimator.get_params().items()})
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    return value
 
 
 def load_estimator(directory: str | Path) -> MedsightEstimator:
@@ -118,30 +184,17 @@ def load_estimator(directory: str | Path) -> MedsightEstimator:
     if not meta_path.is_file():
         raise BundleIntegrityError(f"{d} holds no {META_FILE}: not a saved medsight estimator")
     meta = json.loads(meta_path.read_text())
-    cls = _KINDS.get(meta["kind"])
-    if cls is None:
-        _import_builtin_kinds()
-        cls = _KINDS.get(meta["kind"])
-    if cls is None:
-        raise BundleIntegrityError(f"{d}: unknown estimator kind {meta['kind']!r}")
-    est = cls(**meta["params"])
+    if meta["kind"] not in estimator_kinds():
+        raise BundleIntegrityError(
+            f"{d}: unknown estimator kind {meta['kind']!r}; known: {estimator_kinds()}"
+        )
+    est = estimator_class(meta["kind"])(**meta["params"])
     est.task_ = Task(meta["task"])
     est.classes_ = list(meta["classes"])
     est.positive_class_ = meta["positive_class"]
     est.threshold_ = float(meta["threshold"])
     est._load_state(d)
     return est
-
-
-def _import_builtin_kinds() -> None:
-    import importlib
-
-    for mod in ("medsight.models.classical", "medsight.models.torch_classifier",
-                "medsight.models.torch_ensemble"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError:
-            continue
 
 
 def _jsonable(value: Any) -> Any:

@@ -123,9 +123,9 @@ class ClassicalClassifier(MedsightEstimator):
         workers: int = 1,
     ):
         self.model = model
-        self.features = list(features)
+        self.features = features
         self.feature_params = feature_params
-        self.preprocess = plain_spec(preprocess)
+        self.preprocess = preprocess
         self.model_params = model_params
         self.search = search
         self.class_weight = class_weight
@@ -135,10 +135,11 @@ class ClassicalClassifier(MedsightEstimator):
         self.seed = seed
         self.n_jobs = n_jobs
         self.workers = workers
-        self._validate_params()
 
     # -- construction --------------------------------------------------------------------
-    def _validate_params(self) -> None:
+    def validate_params(self) -> None:
+        """Check every parameter (InvalidConfig naming the bad one); `fit` calls it first."""
+        plain_spec(self.preprocess)
         if self.model not in MODELS:
             raise InvalidConfig(f"unknown classical model {self.model!r}; choose one of {MODELS}")
         if self.calibrate not in _CALIBRATIONS:
@@ -213,7 +214,7 @@ class ClassicalClassifier(MedsightEstimator):
     def _feature_step(self) -> BaseEstimator:
         if not self.features:
             return FunctionTransformer(_flatten)
-        return make_features(self.features, **(self.feature_params or {}))
+        return make_features(list(self.features), **(self.feature_params or {}))
 
     # -- protocol hooks -----------------------------------------------------------------
     def _fit(self, train: Dataset, val: Dataset | None) -> None:
@@ -396,6 +397,7 @@ def _targets(dataset: Dataset, arrays: LoadedArrays) -> np.ndarray:
 
 def _build_preprocess(spec: Any) -> Any:
     """The `Preprocess` chain of a config list or JSON dict (None: the empty chain)."""
+    spec = plain_spec(spec)
     return Preprocess.from_config(spec if spec is not None else [])
 
 

@@ -51,7 +51,7 @@ PREPROCESS_FILE = "preprocess.json"
 _THRESHOLD_METHODS = ("youden", "target_sensitivity", None)
 # parameters that change how a run is executed or reported, not what it computes
 _RUN_ONLY = {"checkpoint_dir", "resume", "threads", "num_workers", "load_workers", "device",
-             "eval_batch_size", "tta", "threshold_method", "target_sensitivity"}
+             "eval_batch_size", "tta", "threshold_method", "target_sensitivity", "progress"}
 
 
 class TorchClassifier(MedsightEstimator):
@@ -99,6 +99,7 @@ class TorchClassifier(MedsightEstimator):
     """
 
     kind: ClassVar[str] = "torch"
+    run_only: ClassVar[frozenset[str]] = frozenset({"progress"})
 
     def __init__(
         self,
@@ -142,7 +143,7 @@ class TorchClassifier(MedsightEstimator):
     ):
         self.network = network
         self.network_params = network_params
-        self.preprocess = plain_spec(preprocess)
+        self.preprocess = preprocess
         self.in_channels = in_channels
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
@@ -164,7 +165,7 @@ class TorchClassifier(MedsightEstimator):
         self.threshold_method = threshold_method
         self.target_sensitivity = target_sensitivity
         self.semi_supervised = semi_supervised
-        self.checkpoint_dir = None if checkpoint_dir is None else str(checkpoint_dir)
+        self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.seed = seed
         self.deterministic = deterministic
@@ -178,16 +179,11 @@ class TorchClassifier(MedsightEstimator):
         self.eval_batch_size = eval_batch_size
         self.progress = progress
         self._unlabeled: Dataset | None = None
-        self._validate_params()
 
     # -- parameters ----------------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments except the `progress` callback (not part of a saved model)."""
-        params = super().get_params()
-        params.pop("progress", None)
-        return params
-
-    def _validate_params(self) -> None:
+    def validate_params(self) -> None:
+        """Check every parameter (InvalidConfig naming the bad one); `fit` calls it first."""
+        plain_spec(self.preprocess)
         AugmentConfig.from_config(self.augment)
         SemiSupervisedConfig.from_config(self.semi_supervised)
         if self.threshold_method not in _THRESHOLD_METHODS:
@@ -211,7 +207,10 @@ class TorchClassifier(MedsightEstimator):
             raise InvalidConfig(f"precision {self.precision!r} is not one of {list(PRECISIONS)}")
         parse_schedule(self.schedule)
         LoopConfig(epochs=self.epochs, batch_size=self.batch_size, patience=self.patience,
-                   checkpoint_dir=self.checkpoint_dir, resume=self.resume)
+                   checkpoint_dir=self._checkpoint_dir(), resume=self.resume)
+
+    def _checkpoint_dir(self) -> str | None:
+        return None if self.checkpoint_dir is None else str(self.checkpoint_dir)
 
     def _settings(self) -> RunSettings:
         return RunSettings.create(self.device, self.precision, self.threads, self.deterministic,
@@ -236,7 +235,7 @@ class TorchClassifier(MedsightEstimator):
         from medsight.preprocess import Preprocess
 
         settings = self._settings()
-        self.preprocess_ = Preprocess.from_config(self.preprocess or [])
+        self.preprocess_ = Preprocess.from_config(plain_spec(self.preprocess) or [])
         aug = AugmentConfig.from_config(self.augment)
         semi = SemiSupervisedConfig.from_config(self.semi_supervised)
         with settings.activate():
@@ -278,7 +277,7 @@ class TorchClassifier(MedsightEstimator):
                 return settings.prepare_model(model, spatial)
 
             def trainer(model: nn.Module, objective: Any, round_index: int) -> Trainer:
-                ckpt = self.checkpoint_dir
+                ckpt = self._checkpoint_dir()
                 if ckpt is not None and semi is not None and semi.method == "pseudo_label":
                     ckpt = str(Path(ckpt) / f"round_{round_index}")
                 config = self._loop_config(ckpt, f"{fingerprint}:{round_index}")

@@ -37,8 +37,27 @@ class TorchEnsemble(MedsightEstimator):
         self.n_folds = n_folds
         self.seed = seed
         self.threshold_method = threshold_method
-        if n_folds < 2:
-            raise InvalidConfig(f"an ensemble needs n_folds >= 2, got {n_folds}")
+
+    @classmethod
+    def with_defaults(cls, params: dict[str, Any], **defaults: Any) -> TorchEnsemble:
+        """As for any kind, and the run's preprocessing chain belongs to every member network."""
+        params = dict(params)
+        if "preprocess" in defaults:
+            params["params"] = {"preprocess": defaults.pop("preprocess"),
+                                **(params.get("params") or {})}
+        ens = super().with_defaults(params, **defaults)
+        assert isinstance(ens, TorchEnsemble)
+        return ens
+
+    def validate_params(self) -> None:
+        """n_folds >= 2 and member parameters a `TorchClassifier` accepts."""
+        if not isinstance(self.n_folds, (int, np.integer)) or self.n_folds < 2:
+            raise InvalidConfig(f"an ensemble needs n_folds >= 2, got {self.n_folds!r}")
+        if self.params is not None and not isinstance(self.params, dict):
+            raise InvalidConfig(f"params (of the member networks) must be a mapping, got "
+                                f"{self.params!r}")
+        member = TorchClassifier.with_defaults(dict(self.params or {}))
+        member.validate_params()
 
     @classmethod
     def from_members(cls, members: Sequence[TorchClassifier]) -> TorchEnsemble:
@@ -50,7 +69,7 @@ class TorchEnsemble(MedsightEstimator):
             m._check_fitted()
             if m.task_ is not first.task_ or m.classes_ != first.classes_:
                 raise InvalidConfig("ensemble members must share the task and the classes")
-        ens = cls(params=first.get_params(), n_folds=max(2, len(members)))
+        ens = cls(params=first.saved_params(), n_folds=max(2, len(members)))
         ens.task_, ens.classes_ = first.task_, list(first.classes_)
         ens.positive_class_, ens.threshold_ = first.positive_class_, 0.5
         ens.members_ = list(members)
