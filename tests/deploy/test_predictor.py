@@ -7,12 +7,11 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import shared_path
+from deploy.run_pngs import write_test_pngs
 from PIL import Image as PILImage
 
 from medsight.deploy.bundle_facts import open_run
@@ -24,23 +23,6 @@ from medsight.io.image import Image
 pytestmark = pytest.mark.xdist_group("deploy_runs")
 CT_SLICE = shared_path("ct_medical_images", "dicom_dir", "ID_0000_AGE_0060_CONTRAST_1_CT.dcm")
 CT_SERIES = shared_path("dicom", "pydicom", "dicomdirtests", "98892001", "CT5N")
-
-
-def write_test_pngs(run: Path, folder: Path) -> tuple[list[Path], np.ndarray]:
-    """The run's test images as 8-bit PNGs and their probabilities from predictions.csv."""
-    test = open_run(run).dataset.split("test")
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(len(test)):
-        px = test.image(i).pixels
-        assert np.array_equal(px, np.round(px)) and px.min() >= 0 and px.max() <= 255
-        path = folder / f"test_{i:03d}.png"
-        arr = px[0] if px.shape[0] == 1 else px.transpose(1, 2, 0)
-        PILImage.fromarray(arr.astype(np.uint8)).save(path)
-        paths.append(path)
-    frame = pd.read_csv(run / "predictions.csv")
-    frame = frame[frame["split"] == "test"].set_index("ref").loc[[r.ref for r in test.records]]
-    return paths, frame[[c for c in frame.columns if c.startswith("proba_")]].to_numpy()
 
 
 @pytest.mark.parametrize("kind", ["classical_run", "cnn2d_run"])

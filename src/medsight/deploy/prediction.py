@@ -23,7 +23,8 @@ class Prediction:
     ``warnings`` are never empty silently: out-of-distribution checks and heatmap limits land
     here. ``timings_ms`` holds read / preprocess / inference / heatmap / total; ``input`` a
     summary of the image as read; ``model`` the bundle's name, version and UUID. ``heatmap`` (on
-    request) is an array on the original image grid in [0, 1], ``heatmap_png`` the overlay.
+    request) is an array on the original image grid in [0, 1], ``heatmap_png`` the overlay and
+    ``image_png`` the image alone (for reports).
     """
 
     source: str
@@ -37,6 +38,7 @@ class Prediction:
     model: dict[str, Any] = field(default_factory=dict)
     heatmap: np.ndarray | None = field(default=None, repr=False)
     heatmap_png: bytes | None = field(default=None, repr=False)
+    image_png: bytes | None = field(default=None, repr=False)
     heatmap_info: dict[str, Any] | None = None
 
     def to_dict(self, with_png: bool = False) -> dict[str, Any]:

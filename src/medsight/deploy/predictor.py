@@ -24,6 +24,7 @@ from medsight.errors import InvalidConfig, MedsightError
 from medsight.explain import (
     HeatmapGeometryUnknown,
     class_activation_map,
+    image_png,
     new_transforms,
     occlusion_map,
     overlay_png,
@@ -220,6 +221,7 @@ class Predictor:
             grid, base = "model input", x
         pred.heatmap = heat
         pred.heatmap_png = overlay_png(base, heat)
+        pred.image_png = image_png(base)
         pred.heatmap_info = {"method": method, "class": self.classes[class_index], "grid": grid,
                              "shape": list(heat.shape)}
 

@@ -1,0 +1,62 @@
+"""`medsight predict --bundle B PATH... --out results.json`: predict files, folders and DICOM series
+with a bundle; unreadable inputs are reported with their reason and make the exit code 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from medsight.cli.app import app, console, err_console
+from medsight.cli.progress import progress_bar
+
+
+@app.command("predict")
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="image files, folders (recursive), DICOM series")],
+    bundle: Annotated[Path, typer.Option("--bundle", "-b", help="model bundle (.msb or folder)")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="results file: .json or .csv")] = None,
+    report_dir: Annotated[Path | None, typer.Option(
+        help="write one printable HTML report per input and an index.html here")] = None,
+    heatmaps: Annotated[bool | None, typer.Option(
+        "--heatmaps/--no-heatmaps", help="draw heatmaps (default: with --report-dir)")] = None,
+    workers: Annotated[int, typer.Option(help="decoder worker processes")] = 1,
+    timeout: Annotated[float, typer.Option(help="seconds allowed to decode one input")] = 30.0,
+    memory_mb: Annotated[int, typer.Option(help="memory limit of a decoder worker (MB)")] = 4096,
+    batch_size: Annotated[int, typer.Option(help="images per runtime call")] = 32,
+) -> None:
+    """Predict with a bundle; files are decoded in worker processes (untrusted input)."""
+    from medsight.deploy.batch import predict_paths
+
+    with progress_bar("predicting") as update:
+        summary = predict_paths(bundle, paths, out=out, report_dir=report_dir, heatmaps=heatmaps,
+                                workers=workers, timeout_s=timeout, memory_mb=memory_mb,
+                                batch_size=batch_size, progress=lambda d, t: update(d, t))
+    show_results(summary)
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+def show_results(summary) -> None:
+    """The first results as a table, every failure with its reason, and where outputs went."""
+    if summary.first:
+        table = Table(title=f"first {len(summary.first)} of {summary.ok} predictions"
+                      if summary.ok > len(summary.first) else None)
+        for col in ("input", "result", "confidence", "warnings"):
+            table.add_column(col)
+        for p in summary.first:
+            table.add_row(p.source, p.label, f"{p.confidence:.3f}",
+                          "\n".join(p.warnings) if p.warnings else "")
+        console.print(table)
+    console.print(f"{summary.ok} predicted, {len(summary.failures)} failed, {summary.warned} with "
+                  "warnings")
+    for source, reason in summary.failures[:50]:
+        err_console.print(f"[bold red]not predicted:[/] {source}: {reason}")
+    if len(summary.failures) > 50:
+        err_console.print(f"... and {len(summary.failures) - 50} more (see the results file)")
+    if summary.out is not None:
+        console.print(f"results: {summary.out.resolve()}")
+    if summary.index is not None:
+        console.print(f"reports: {summary.index.resolve()}")

@@ -1,0 +1,144 @@
+"""Predict many inputs in one streaming pass: files and folders in, a JSON or CSV results file and
+optional HTML reports out, unreadable inputs reported with their reason (``medsight predict``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from medsight.deploy.inputs import gather_inputs, read_input, source_label
+from medsight.deploy.prediction import Prediction
+from medsight.deploy.predictor import Predictor
+from medsight.deploy.report import ReportWriter
+from medsight.errors import InvalidConfig, MedsightError
+
+FORMATS = {".json": "json", ".csv": "csv"}
+KEPT_ROWS = 20  # results kept in the summary for display; the file holds them all
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did: counts, the first results (for display), every failure with its reason,
+    and where the results and the report index were written."""
+
+    n: int = 0
+    first: list[Prediction] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    warned: int = 0
+    out: Path | None = None
+    index: Path | None = None
+
+    @property
+    def ok(self) -> int:
+        return self.n - len(self.failures)
+
+
+class ResultsWriter:
+    """Streams results into a ``.json`` file (a list of objects) or a ``.csv`` file (one row per
+    input, a ``p_<class>`` column per class), so memory does not grow with the number of inputs."""
+
+    def __init__(self, path: str | os.PathLike[str], classes: list[str]) -> None:
+        self.path = Path(path)
+        self.format = FORMATS.get(self.path.suffix.lower())
+        if self.format is None:
+            raise InvalidConfig(f"--out {self.path}: use a .json or .csv file name")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] = self.path.open("w", encoding="utf-8", newline="")
+        self._count = 0
+        if self.format == "csv":
+            self._csv = csv.writer(self._fh)
+            self._columns = ["path", "label", "confidence", "threshold",
+                             *[f"p_{c}" for c in classes], "warnings", "error"]
+            self._classes = classes
+            self._csv.writerow(self._columns)
+        else:
+            self._fh.write("[")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.format == "csv":
+            probs = row.get("probabilities") or {}
+            self._csv.writerow([row["path"], row.get("label"), row.get("confidence"),
+                                row.get("threshold"), *[probs.get(c) for c in self._classes],
+                                "; ".join(row.get("warnings") or []), row.get("error") or ""])
+        else:
+            self._fh.write(("," if self._count else "") + "\n" + json.dumps(row, allow_nan=False))
+        self._count += 1
+
+    def close(self) -> None:
+        if self.format == "json":
+            self._fh.write("\n]\n")
+        self._fh.close()
+
+
+def failure_row(source: str, reason: str) -> dict[str, Any]:
+    """The results-file object of an input that could not be predicted."""
+    return {"path": source, "label": None, "probabilities": None, "confidence": None,
+            "warnings": [], "error": reason}
+
+
+def predict_paths(
+    bundle: str | os.PathLike[str],
+    paths: Iterable[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    report_dir: str | os.PathLike[str] | None = None,
+    heatmaps: bool | None = None,
+    workers: int = 1,
+    timeout_s: float = 30.0,
+    memory_mb: int | None = 4096,
+    batch_size: int = 32,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> BatchSummary:
+    """Predict every input under `paths` with `bundle`, reading files in a decode pool of
+    `workers` processes (each item under `timeout_s` and `memory_mb`), so an input that crashes
+    or hangs its decoder is reported and the rest go on. Heatmaps are drawn when asked, and by
+    default when `report_dir` is given. `progress(done, total)` is called after each input."""
+    from medsight.io.decode_pool import DecodePool
+
+    paths = [Path(p) for p in paths]
+    summary = BatchSummary()
+    with DecodePool(work=read_input, workers=max(1, workers), timeout_s=timeout_s,
+                    memory_mb=memory_mb) as pool:
+        predictor = Predictor(bundle, pool=pool, batch_size=batch_size)
+        total = None if predictor.is_volume else sum(1 for _ in gather_inputs(paths, volumes=False))
+        writer = ResultsWriter(out, predictor.classes) if out is not None else None
+        reports = ReportWriter(Path(report_dir), predictor.bundle.manifest) if report_dir else None
+        want_heat = bool(report_dir) if heatmaps is None else heatmaps
+        try:
+            items = gather_inputs(paths, volumes=predictor.is_volume)
+            for item, result in predictor.stream(items, heatmap=want_heat):
+                summary.n += 1
+                _record(summary, source_label(item), result, writer, reports)
+                if progress is not None:
+                    progress(summary.n, total)
+        finally:
+            if writer is not None:
+                writer.close()
+                summary.out = writer.path
+            if reports is not None:
+                summary.index = reports.close()
+    return summary
+
+
+def _record(summary: BatchSummary, source: str, result: Prediction | MedsightError,
+            writer: ResultsWriter | None, reports: ReportWriter | None) -> None:
+    if isinstance(result, MedsightError):
+        reason = str(result)
+        summary.failures.append((source, reason))
+        if writer is not None:
+            writer.write(failure_row(source, reason))
+        if reports is not None:
+            reports.add_failure(source, reason)
+        return
+    summary.warned += bool(result.warnings)
+    if writer is not None:
+        writer.write(result.to_dict())
+    if reports is not None:
+        reports.add(result)
+    result.heatmap = result.heatmap_png = result.image_png = None  # keep memory bounded
+    if len(summary.first) < KEPT_ROWS:
+        summary.first.append(result)
