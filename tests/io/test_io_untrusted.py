@@ -117,19 +117,34 @@ def test_inflate_follows_gzip_members_and_stops_early():
         inflate(b"\x1f\x8b\x08\xff" + bytes(20), "s", what="test")
 
 
-def _deflated_dicom(body: bytes) -> bytes:
-    """image_dfl.dcm's preamble and File Meta followed by `body`, raw-deflated."""
+def _deflated_dicom(tail: bytes, *, keep_data_set: bool) -> bytes:
+    """image_dfl.dcm's File Meta, then (its own data set and) `tail`, raw-deflated."""
     data = shared_path("dicom", "pydicom", "image_dfl.dcm").read_bytes()
+    start = _dataset_start(data)
+    body = zlib.decompress(data[start:], DEFLATE_WBITS) if keep_data_set else b""
     engine = zlib.compressobj(9, zlib.DEFLATED, DEFLATE_WBITS)
-    return data[: _dataset_start(data)] + engine.compress(body) + engine.flush()
+    return data[:start] + engine.compress(body + tail) + engine.flush()
 
 
-def test_deflated_dicom_bomb_is_refused_before_pydicom_inflates_it(monkeypatch):
+def test_deflated_dicom_may_not_inflate_far_past_its_declared_image(monkeypatch):
+    from medsight.io import dicom_deflate
+
+    monkeypatch.setattr(dicom_deflate, "HEADER_ROOM", 1 << 20)
+    assert read_image(_deflated_dicom(b"", keep_data_set=True)).pixels.shape == (1, 512, 512)
+    error, _, peak = _refusal(_deflated_dicom(bytes(16 << 20), keep_data_set=True))
+    assert error.reason == (
+        f"too large: deflated DICOM data set inflates to more than the {512 * 512 + (1 << 20)} bytes "
+        "its header allows"
+    )
+    assert peak < 8 << 20
+
+
+def test_deflated_dicom_bomb_is_refused_at_the_absolute_limit(monkeypatch):
     monkeypatch.setattr(limits, "MAX_INFLATED_BYTES", 4 << 20)
     real = shared_path("dicom", "pydicom", "image_dfl.dcm")
     assert read_image(real).pixels.shape == (1, 512, 512)  # 262 kB inflated: within the limit
-    error, _, peak = _refusal(_deflated_dicom(bytes(64 << 20)))
-    assert "too large: deflated DICOM data set" in error.reason
+    error, _, peak = _refusal(_deflated_dicom(bytes(16 << 20), keep_data_set=False))
+    assert "too large: deflated DICOM data set inflates to more than medsight.io.limits" in error.reason
     assert peak < 8 << 20
 
 

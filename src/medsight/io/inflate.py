@@ -30,10 +30,12 @@ def inflate(
     wbits: int = GZIP_WBITS,
     want: int | None = None,
     keep: bool = True,
+    limit: int | None = None,
 ) -> bytes:
-    """The first `want` inflated bytes (all when None); a stream past `MAX_INFLATED_BYTES` is refused.
+    """The first `want` inflated bytes (all when None); a stream past the limit is refused.
 
-    With ``keep=False`` the stream is only measured against the limit and b"" is returned.
+    The limit is `MAX_INFLATED_BYTES`, or `limit` when smaller (what the content's own header
+    declares, plus room). With ``keep=False`` the stream is only measured and b"" is returned.
     Corrupt or truncated streams raise `UnreadableImage` naming `what`.
     """
     out: list[bytes] = []
@@ -42,6 +44,10 @@ def inflate(
         for chunk in _chunks(data, wbits, source, what):
             size += len(chunk)
             check_inflated(size, source, what)
+            if limit is not None and size > limit:
+                raise UnreadableImage(
+                    source, f"too large: {what} inflates to more than the {limit} bytes its header allows"
+                )
             if keep:
                 out.append(chunk)
             if want is not None and size >= want:
