@@ -1,0 +1,96 @@
+"""`medsight bundle create | verify | inspect` and the manifest / model card they show."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from medsight.deploy import open_bundle
+from medsight.deploy.bundle_archive import bundle_bytes
+
+
+def medsight(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "medsight.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "160"}, timeout=600)
+
+
+@pytest.mark.xdist_group("deploy_runs")
+def test_create_verify_inspect_from_the_command_line(classical_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model.msb"
+    done = medsight("bundle", "create", str(classical_run), "-o", str(out), "--name", "breast-hog",
+                    "--version", "2.1.0", "--modality", "US",
+                    "--limitation", "Tested on 40 images only.")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "parity with predict_proba" in done.stdout
+    again = medsight("bundle", "create", str(classical_run), "-o", str(out))
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+    verified = medsight("bundle", "verify", str(out))
+    assert verified.returncode == 0, verified.stderr
+    assert "breast-hog 2.1.0" in verified.stdout and "test auc" in verified.stdout
+
+    card = tmp_path / "card.html"
+    shown = medsight("bundle", "inspect", str(out), "--html", str(card))
+    assert shown.returncode == 0, shown.stderr
+    for text in ("Intended use", "malignant", "95% CI", "Tested on 40 images only.", "US"):
+        assert text in shown.stdout, text
+    assert card.read_text() == open_bundle(out).model_card_html
+
+    with zipfile.ZipFile(out) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    onnx = bytearray(files["model.onnx"])
+    onnx[len(onnx) // 3] ^= 0xFF
+    bad = tmp_path / "bad.msb"
+    bad.write_bytes(bundle_bytes({**files, "model.onnx": bytes(onnx)}))
+    failed = medsight("bundle", "verify", str(bad))
+    assert failed.returncode == 1 and "model.onnx" in failed.stderr
+
+
+@pytest.mark.xdist_group("deploy_runs")
+def test_manifest_states_what_a_deployment_needs(classical_run: Path, cnn2d_run: Path,
+                                                 bundle_of) -> None:
+    m = open_bundle(bundle_of(classical_run)).manifest
+    assert m["format"] == "medsight.bundle" and m["format_version"] == 1
+    assert m["model"]["uuid"] and m["model"]["name"] and m["created"].endswith("Z")
+    assert m["task"] == "binary" and m["classes"][m["positive_class"]] == "malignant"
+    assert m["threshold"]["method"] == "youden" and "validation" in m["threshold"]["how_chosen"]
+    assert 0 < m["threshold"]["value"] < 1
+    assert m["calibration"]["method"] == "none"
+    inp = m["input"]
+    assert inp["shape"] == [1, 20, 20] and inp["channels"] == 1 and inp["raw"]["shape_max"] == [28, 28]
+    raw, pre = inp["intensity"]["raw"], inp["intensity"]["preprocessed"]
+    assert raw["p01"] < raw["mean"] < raw["p99"] <= 255 and raw["std"] > 0
+    assert 0 <= pre["p01"] < pre["p99"] <= 1
+    test = m["evaluation"]["test"]
+    assert test["n"] == 40
+    assert test["ci"]["auc"]["ci_low"] <= test["auc"] <= test["ci"]["auc"]["ci_high"]
+    card = m["data_card"]
+    assert card["counts"]["train"]["total"] == 40 and set(card["counts"]) == {"train", "val", "test"}
+    assert "no patient ids" in card["patient_grouping"]["statement"]
+    assert m["intended_use"] and m["limitations"]
+    assert m["libraries"]["onnxruntime"] and m["libraries"]["scikit-learn"]
+    assert set(m["files"]) == {"preprocess.json", "model.onnx", "model_card.html"}
+    assert all(len(f["sha256"]) == 64 for f in m["files"].values())
+    assert json.loads(open_bundle(bundle_of(classical_run)).preprocess.to_json())["steps"]
+    cnn = open_bundle(bundle_of(cnn2d_run)).manifest
+    assert cnn["calibration"]["method"] == "none" and cnn["runtime"]["probability_link"] == "softmax"
+    assert (cnn["heatmap"]["method"], cnn["heatmap"]["cam_weights"]) == ("cam", "cam_weights.npy")
+
+
+@pytest.mark.xdist_group("deploy_runs")
+def test_model_card_page_holds_use_validation_data_and_limits(classical_run: Path,
+                                                              bundle_of) -> None:
+    bundle = open_bundle(bundle_of(classical_run))
+    html = bundle.model_card_html
+    test = bundle.manifest["evaluation"]["test"]
+    for text in ("Decision support, not a diagnosis", "How it was validated", "Limitations",
+                 "patient grouping", f"{test['auc']:.3f}", f"{test['ci']['auc']['ci_low']:.3f}",
+                 bundle.manifest["model"]["uuid"], "malignant"):
+        assert text in html, text
+    assert "<script" not in html and "http" not in html.split("<body>")[1]  # self-contained
