@@ -76,3 +76,14 @@ def test_unreadable_inputs_are_reported_the_rest_predicted_exit_1(classical_run,
     assert len(pages) == len(paths)
     page = pages[0].read_text()
     assert NOTICE in page and "data:image/png;base64," in page and "Probabilities" in page
+
+
+@pytest.mark.slow
+def test_demo_ends_by_bundling_and_predicting_a_few_images(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "4. deploy" in result.output and "6 predicted, 0 failed" in result.output
+    rows = json.loads((tmp_path / "demo" / "predict" / "results.json").read_text())
+    assert len(rows) == 6 and all(r["label"] in ("normal", "lesion") for r in rows)
+    assert (tmp_path / "demo" / "model.msb").is_file()
+    assert (tmp_path / "demo" / "predict" / "reports" / "index.html").is_file()

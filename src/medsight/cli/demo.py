@@ -1,4 +1,5 @@
-"""`medsight demo`: the main job end to end (data, check, train, evaluate, report)."""
+"""`medsight demo`: the main job end to end (data, check, train, evaluate, report, then bundle the
+chosen model and predict a few images with it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from medsight.cli.app import app, console
 from medsight.cli.metrics_table import print_metrics
+from medsight.cli.predict import show_results
 from medsight.cli.progress import open_with_status, progress_bar, run_with_progress
 from medsight.cli.quality_report import render_quality
 
@@ -19,7 +21,8 @@ def demo(
     data: Annotated[str | None, typer.Option(
         help="A MedMNIST .npz (or any source) instead of the built-in phantoms.")] = None,
 ) -> None:
-    """The main job, end to end: build data, check it, train, evaluate and write the report."""
+    """The main job, end to end: build data, check it, train, evaluate, write the report, bundle
+    the chosen model and predict a few test images from files with it."""
     from medsight.data.quality import check_dataset
     from medsight.experiment import demo_config, run_experiment
 
@@ -35,3 +38,18 @@ def demo(
     console.rule("3. outputs")
     console.print(f"report: {result.report.resolve()}")
     console.print(f"run folder: {result.out_dir.resolve()} ({result.seconds:.0f} s)")
+    console.rule("4. deploy: bundle the chosen model, predict a few images")
+    from medsight.deploy import create_bundle
+    from medsight.deploy.batch import predict_paths
+    from medsight.deploy.sample_inputs import write_split_pngs
+
+    with console.status("bundling the chosen model"):
+        bundle = create_bundle(result.out_dir, result.out_dir / "model.msb", overwrite=True)
+    console.print(f"bundle: {bundle.resolve()}")
+    inputs = write_split_pngs(result.out_dir, result.out_dir / "predict" / "inputs", n=6)
+    with progress_bar(f"predicting {len(inputs)} images", len(inputs)) as update:
+        summary = predict_paths(bundle, [inputs[0].parent], out=result.out_dir / "predict" / "results.json",
+                                report_dir=result.out_dir / "predict" / "reports", progress=update)
+    console.print(f"(the same as: medsight predict --bundle {bundle} {inputs[0].parent} --out "
+                  f"{summary.out} --report-dir {summary.index.parent})")
+    show_results(summary)
