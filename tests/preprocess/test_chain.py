@@ -219,3 +219,10 @@ def test_equal_chains_hash_equally_and_work_as_keys():
     assert a != c and a != "not a chain"
     with pytest.raises(TypeError):
         a.steps[0] = ZScore()  # the steps are fixed once the fingerprint may be cached
+
+
+def test_equal_steps_hash_equally():
+    a, b = Preprocess.from_config(CONFIG)[0], Preprocess.from_config(CONFIG)[0]
+    assert a == b and a is not b and hash(a) == hash(b)
+    assert len({a, b}) == 1
+    assert a != Preprocess.from_config(CONFIG)[1]

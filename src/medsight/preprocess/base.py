@@ -9,6 +9,7 @@ written as JSON/YAML and replayed anywhere.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -165,7 +166,12 @@ class Step:
         except InvalidConfig:
             return self is other
 
-    __hash__ = object.__hash__
+    def __hash__(self) -> int:
+        # agrees with __eq__: equal serialised forms hash alike; an unserialisable step is itself
+        try:
+            return hash(json.dumps(self.to_dict(), sort_keys=True))
+        except InvalidConfig:
+            return object.__hash__(self)
 
 
 def _short_repr(value: Any) -> str:
