@@ -4,9 +4,11 @@ The hand-crafted feature step is not converted: the runtime recomputes it with t
 `medsight.features` extractors (their names, parameters and output columns go in the manifest).
 The rest of the pipeline is converted with skl2onnx, double precision first, then single
 precision; a conversion is kept only when it matches ``predict_proba`` on the run's own test
-images within `PARITY_TOL` with identical decisions. Otherwise -- skl2onnx cannot convert the
-model, or its float32 trees / isotonic steps drift -- the head is stored with skops (no pickle)
-and the manifest says why.
+images within `PARITY_TOL` with identical decisions. Otherwise the head is stored with skops (no
+pickle) and the manifest says why. With skl2onnx 1.20 / onnx 1.23 that happens to
+HistGradientBoosting (the converter emits boolean attributes onnx refuses), isotonic calibration
+(its ONNX interpolation differs by ~0.04) and often random forests (probabilities are multiples of
+1/n_trees and the threshold is one of them, so float rounding flips ties).
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def _convert(head: Any, n_features: int, dtype: type) -> tuple[bytes | None, str
         graph = onx.SerializeToString()
         _session(graph)
     except Exception as exc:  # skl2onnx/onnxruntime raise many types for unsupported models
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        root = exc.__cause__ or exc
+        return None, f"{type(root).__name__}: {str(root).splitlines()[0][:160]}"
     return graph, ""
 
 
