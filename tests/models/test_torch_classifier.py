@@ -86,7 +86,7 @@ def test_save_load_gives_identical_predictions_and_keeps_preprocessing(breast, t
     assert np.array_equal(loaded.predict_proba(val), clf.predict_proba(val))
     assert np.array_equal(loaded.embed(val), clf.embed(val))
     assert loaded.threshold_ == clf.threshold_ and loaded.best_epoch_ == clf.best_epoch_
-    assert len(loaded.history_) == 2 and loaded.get_params() == clf.get_params()
+    assert len(loaded.history_) == 2 and loaded.saved_params() == clf.saved_params()
 
 
 def test_tta_averages_the_allowed_flips(breast):

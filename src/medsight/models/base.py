@@ -188,7 +188,8 @@ def load_estimator(directory: str | Path) -> MedsightEstimator:
         raise BundleIntegrityError(
             f"{d}: unknown estimator kind {meta['kind']!r}; known: {estimator_kinds()}"
         )
-    est = estimator_class(meta["kind"])(**meta["params"])
+    cls = estimator_class(meta["kind"])
+    est = cls(**{k: v for k, v in meta["params"].items() if k not in cls.run_only})
     est.task_ = Task(meta["task"])
     est.classes_ = list(meta["classes"])
     est.positive_class_ = meta["positive_class"]

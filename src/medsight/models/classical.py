@@ -105,6 +105,7 @@ class ClassicalClassifier(MedsightEstimator):
     """
 
     kind: ClassVar[str] = "classical"
+    run_only: ClassVar[frozenset[str]] = frozenset({"n_jobs", "workers"})
 
     def __init__(
         self,

@@ -88,7 +88,10 @@ class TorchClassifier(MedsightEstimator):
         num_workers,
         load_workers (threads decoding images), cache_dtype ("auto", "uint8", "float16",
         "float32"), eval_batch_size.
-    progress: a callable receiving `TrainEvent`s (not saved; the library never prints).
+    progress: a callable receiving `TrainEvent`s (the library never prints).
+    The run-only settings (`run_only`: device, precision, threads, channels_last, num_workers,
+    load_workers, eval_batch_size, checkpoint_dir, resume, progress) say how a run executes;
+    they are not saved with the model, so a model trained on a GPU loads on a CPU-only machine.
 
     Learned attributes (besides the protocol's ``task_``, ``classes_``, ``threshold_``):
     ``model_`` (`TorchModel`, on the CPU), ``preprocess_``, ``history_`` (one dict per epoch:
@@ -99,7 +102,9 @@ class TorchClassifier(MedsightEstimator):
     """
 
     kind: ClassVar[str] = "torch"
-    run_only: ClassVar[frozenset[str]] = frozenset({"progress"})
+    run_only: ClassVar[frozenset[str]] = frozenset({
+        "device", "precision", "threads", "channels_last", "num_workers", "load_workers",
+        "eval_batch_size", "checkpoint_dir", "resume", "progress"})
 
     def __init__(
         self,

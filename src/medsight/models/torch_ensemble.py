@@ -19,6 +19,7 @@ from medsight.data.splits import kfold
 from medsight.errors import BundleIntegrityError, InvalidConfig
 from medsight.models.base import MedsightEstimator, load_estimator
 from medsight.models.torch_classifier import TorchClassifier
+from medsight.preprocess.chain import plain_spec
 
 
 class TorchEnsemble(MedsightEstimator):
@@ -48,6 +49,17 @@ class TorchEnsemble(MedsightEstimator):
         ens = super().with_defaults(params, **defaults)
         assert isinstance(ens, TorchEnsemble)
         return ens
+
+    def saved_params(self) -> dict[str, Any]:
+        """As for any kind, without the members' run-only settings (device, threads, ...)."""
+        saved = super().saved_params()
+        if saved.get("params") is not None:
+            member = {k: v for k, v in saved["params"].items()
+                      if k not in TorchClassifier.run_only}
+            if "preprocess" in member:
+                member["preprocess"] = plain_spec(member["preprocess"])
+            saved["params"] = member
+        return saved
 
     def validate_params(self) -> None:
         """n_folds >= 2 and member parameters a `TorchClassifier` accepts."""
