@@ -57,9 +57,16 @@ bench: bench-train-speed
 bench-train-speed: $(STAMP)
 	$(BIN)/python bench/train_speed.py --write $(if $(RUN),,--no-run)
 
-# Fuzzing section of BENCHMARKS.md from bench/results/fuzz.json; RUN=1 fuzzes again (2000 mutated
-# real files and bombs through the decode pool, one worker: a few minutes; see bench/fuzz.py).
+# Fuzzing section of BENCHMARKS.md from bench/results/fuzz.json; RUN=1 fuzzes again (10000 mutated
+# real files and bombs through the decode pool, one worker: ~2-3 min; see bench/fuzz.py).
 .PHONY: bench-fuzz
 bench: bench-fuzz
 bench-fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz.py --write $(if $(RUN),--run,)
+
+# Prediction section of BENCHMARKS.md from bench/results/predict.json; RUN=1 measures again
+# (Predictor vs bare ONNX Runtime, cold start, peak memory over 20k tiny PNGs: ~10-15 min, 1 core).
+.PHONY: bench-predict
+bench: bench-predict
+bench-predict: $(STAMP)
+	$(BIN)/python bench/predict.py --write $(if $(RUN),,--no-run)

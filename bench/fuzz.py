@@ -7,7 +7,7 @@ one of ``decoded``, ``unreadable`` (refused with a reason, in-process), ``crashe
 died: abort, segfault), ``timed_out`` or ``out_of_memory``. Case ``i`` is regenerated exactly
 from ``(--seed, i)`` (`case`), so every crash can be replayed.
 
-    .venv/bin/python bench/fuzz.py --run --inputs 2000  # -> bench/results/fuzz.json
+    .venv/bin/python bench/fuzz.py --run --inputs 10000 # -> bench/results/fuzz.json
     .venv/bin/python bench/fuzz.py --write              # JSON -> "## Fuzzing the readers"
 """
 
@@ -22,6 +22,7 @@ import platform
 import random
 import struct
 import sys
+import textwrap
 import time
 import zipfile
 import zlib
@@ -56,6 +57,7 @@ SEEDS = (  # (path under shared/data, what it exercises)
     ("dicom/pydicom/SC_rgb_rle_2frame.dcm", "DICOM RLE RGB, 2 frames"),
     ("dicom/pydicom/MR_small_jp2klossless.dcm", "DICOM JPEG 2000 lossless"),
     ("dicom/pydicom/JPEG2000.dcm", "DICOM JPEG 2000"),
+    ("dicom/pydicom_data/emri_small_jpeg_2k_lossless.dcm", "DICOM JPEG 2000, 10 frames"),
     ("dicom/pydicom/SC_rgb_jpeg_dcmtk.dcm", "DICOM JPEG baseline YBR"),
     ("dicom/pydicom/JPGExtended.dcm", "DICOM JPEG extended 12-bit"),
     ("dicom/pydicom/MR_small_jpeg_ls_lossless.dcm", "DICOM JPEG-LS"),
@@ -241,6 +243,8 @@ def run(inputs: int, seed: int, timeout_s: float, memory_mb: int, slow_s: float,
     by_kind: dict[str, Counter[str]] = {"mutation": Counter(), "bomb": Counter()}
     reasons: Counter[str] = Counter()
     notable: list[dict[str, Any]] = []
+    bomb_report: dict[str, dict[str, Any]] = {}
+    panics = 0
     seconds: list[float] = []
     start = time.perf_counter()
     with DecodePool(workers=1, timeout_s=timeout_s, memory_mb=memory_mb, window=1) as pool:
@@ -255,6 +259,10 @@ def run(inputs: int, seed: int, timeout_s: float, memory_mb: int, slow_s: float,
             by_kind[c.kind][kind] += 1
             if isinstance(result, UnreadableImage):
                 reasons[_reason_kind(result.reason)] += 1
+                panics += "decoder panicked" in result.reason
+            if c.kind == "bomb":
+                seen = bomb_report.setdefault(c.name, {"max_s": 0.0, "reason": result.reason})
+                seen["max_s"] = round(max(seen["max_s"], took), 3)
             if kind not in ("decoded", "unreadable") or took > slow_s:
                 notable.append({"case": index, "input": c.name, "kind": c.kind, "outcome": kind,
                                 "seconds": round(took, 3), "bytes": len(c.data),
@@ -270,6 +278,8 @@ def run(inputs: int, seed: int, timeout_s: float, memory_mb: int, slow_s: float,
         "counts": dict(counts),
         "by_kind": {k: dict(v) for k, v in by_kind.items()},
         "reasons": dict(reasons.most_common()),
+        "panics_caught": panics,
+        "bombs": bomb_report,
         "notable": notable,
         "seconds": {"total": round(time.perf_counter() - start, 1),
                     "median": round(float(np.median(seconds)), 4),
@@ -312,7 +322,13 @@ def render(result: dict[str, Any]) -> str:
         f"Peak RSS of a worker: {result['peak_worker_rss_mb']:.0f} MB.",
         "",
         "Most common reasons for refusal: " + ", ".join(
-            f"{k} ({v})" for k, v in list(result["reasons"].items())[:8]) + ".",
+            f"{k} ({v})" for k, v in sorted(result["reasons"].items(), key=lambda kv: -kv[1])[:8])
+        + f". Rust decoder panics caught in-process and reported unreadable: {result['panics_caught']}.",
+        "",
+        "| bomb | refused as | slowest refusal s |",
+        "|---|---|---|",
+        *(f"| {name} | {textwrap.shorten(b['reason'], 90, placeholder=' …')} | {b['max_s']:.3f} |"
+          for name, b in result["bombs"].items()),
         "",
     ]
     notable = result["notable"]
@@ -329,11 +345,13 @@ def render(result: dict[str, Any]) -> str:
     crashed = c.get("crashed", 0)
     lines += [
         f"**Verdict:** every one of the {n} inputs decoded or was reported unreadable with a reason; "
-        + (f"{crashed} killed its worker process (reported as crashed, the run went on)"
+        + (f"{crashed} killed {'its' if crashed == 1 else 'their'} worker process (reported as crashed, "
+           "the run went on)"
            if crashed else "none killed its worker")
-        + ". In-process readers (`read_image`) turn decoder panics and bombs into `UnreadableImage`; "
-        "a decoder that aborts the interpreter (a C++ exception inside a JPEG 2000 plugin) can only "
-        "be contained by the pool.",
+        + ". In-process, `read_image` turns decoder panics (pylibjpeg-rle) and bombs into "
+        "`UnreadableImage`; a decoder that aborts the interpreter can only be contained by the pool: "
+        "python-gdcm, one of pydicom's plugins, throws uncaught C++ exceptions (`gdcm::Exception`, "
+        "`std::string`) on some broken JPEG and JPEG 2000 codestreams.",
         "",
         f"CPU {result['machine']['cpu']}, load {result['machine']['load']}, run under `nice` on a shared "
         "2-core machine. Raw record: `bench/results/fuzz.json`. Rerun: `make bench-fuzz RUN=1` "
@@ -353,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="store_true", help="fuzz and save the JSON record")
     ap.add_argument("--write", action="store_true", help="render the JSON into BENCHMARKS.md")
-    ap.add_argument("--inputs", type=int, default=2000)
+    ap.add_argument("--inputs", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per input")
     ap.add_argument("--memory-mb", type=int, default=2048, help="address-space limit of the worker")

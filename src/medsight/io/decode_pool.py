@@ -275,7 +275,7 @@ def _label(item: Any) -> str:
 
 
 def _death_reason(process: Any) -> str:
-    """'decoder crashed (signal 6, SIGABRT)' or 'decoder exited (code 3)'."""
+    """'decoder crashed (signal 6, SIGABRT)' or 'decoder exited unexpectedly (code 3)'."""
     process.join(_STOP_GRACE_S)
     code = process.exitcode
     if code is not None and code < 0:
