@@ -1,0 +1,39 @@
+"""bench/predict.py in a tiny mode: the Predictor and bare ONNX Runtime both report images/s on the
+same graph, the process-tree memory probe works, and the BENCHMARKS.md section renders."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "predict.py"
+pytestmark = pytest.mark.xdist_group("deploy_runs")
+
+
+def _bench():
+    if "bench_predict" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_predict", BENCH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_predict"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["bench_predict"]
+
+
+def test_throughput_side_by_side_and_section(cnn2d_run, bundle_of) -> None:
+    bench = _bench()
+    row = bench.throughput(bundle_of(cnn2d_run), batch=4, rounds=2, n_images=8)
+    assert row["images"] == 8 and row["bare_images_per_s"] > 0 and row["predictor_images_per_s"] > 0
+    assert row["ratio"] > 0 and row["preprocess_ms_per_image"] > 0
+    assert bench._tree_rss_mb(os.getpid()) > 10
+    result = {"throughput": {"resnet18_28": [row]}, "when": "now", "cpu": "cpu", "cores": "1 core",
+              "load_before": [], "load_after": [],
+              "cold_start": {"wall_s": 1.0, "walls_s": [1.0], "torch_imported": False, "import_s": 0.5},
+              "memory": [{"images": 10, "rows": 10, "exit_code": 0, "peak_rss_mb": 100.0,
+                          "wall_s": 1.0, "images_per_s": 10.0}]}
+    text = bench.render(result)
+    assert text.startswith(bench.HEADING) and "| resnet18_28 | 28 px | 4 |" in text
+    assert "torch imported: no" in text
