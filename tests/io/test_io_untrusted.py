@@ -185,3 +185,19 @@ def test_zip_member_lying_about_its_size_streams_no_more_than_declared(tmp_path)
         tracemalloc.stop()
     assert info.file_size == 256**3 + 128
     assert peak < 32 << 20  # the 16 MiB array was never inflated whole
+
+
+def test_unknown_vr_read_lazily_is_a_corrupt_header():
+    data = bytearray(shared_path("dicom", "pydicom", "CT_small.dcm").read_bytes())
+    tag = data.find(b"\x08\x00\x90\x10")  # (0008,1090) Manufacturer's Model Name, explicit VR
+    assert data[tag + 4 : tag + 6] == b"LO"
+    data[tag + 4 : tag + 6] = b"LA"
+    with pytest.raises(UnreadableImage, match="corrupt DICOM header: NotImplementedError"):
+        read_image(bytes(data))
+
+
+def test_unknown_nifti_datatype_is_corrupt():
+    raw = bytearray(gzip.decompress(shared_path("nifti", "standard.nii.gz").read_bytes()))
+    struct.pack_into("<h", raw, 70, -254)  # datatype code
+    with pytest.raises(UnreadableImage, match="corrupt NIfTI"):
+        read_image(gzip.compress(bytes(raw)))

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medsight.errors import UnreadableImage
@@ -25,6 +25,10 @@ from medsight.io.dicom_pixels import PIXEL_KEYWORDS, decode, has_pixel_data, num
 from medsight.io.image import Image, ImageIds
 from medsight.io.limits import check_voxels
 
+_HEADER_ERRORS = (
+    InvalidDicomError, BytesLengthException, ValueError, KeyError, TypeError, AttributeError,
+    NotImplementedError, OSError,  # pydicom: unknown VR; "No tag to read at file position"
+)
 _TEXT_METADATA = {
     "body_part": "BodyPartExamined",
     "manufacturer": "Manufacturer",
@@ -51,9 +55,11 @@ def load_dataset(
         raise UnreadableImage(name, "file not found") from None
     except IsADirectoryError:
         raise UnreadableImage(name, "is a directory, not a file") from None
+    except PermissionError as exc:
+        raise UnreadableImage(name, f"cannot open: {exc}") from exc
     except (EOFError, struct.error, OverflowError) as exc:
         raise UnreadableImage(name, f"truncated DICOM file: {exc}") from exc
-    except (InvalidDicomError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except _HEADER_ERRORS as exc:
         raise UnreadableImage(name, f"corrupt DICOM header: {type(exc).__name__}: {exc}") from exc
     if len(ds) == 0:
         if len(ds.get("file_meta") or ()) > 0:
@@ -71,7 +77,20 @@ def read_dicom(source: str | Path | BinaryIO, name: str | None = None) -> Image:
 
 
 def dataset_to_image(ds: Dataset, source: str) -> Image:
-    """Turn a parsed data set with pixel data into an `Image` (geometry, ids, metadata)."""
+    """Turn a parsed data set with pixel data into an `Image` (geometry, ids, metadata).
+
+    pydicom converts element values when they are first used, so a corrupt value can surface
+    here rather than in `load_dataset`; it is reported as a corrupt header too.
+    """
+    try:
+        return _dataset_to_image(ds, source)
+    except UnreadableImage:
+        raise
+    except _HEADER_ERRORS as exc:
+        raise UnreadableImage(source, f"corrupt DICOM header: {type(exc).__name__}: {exc}") from exc
+
+
+def _dataset_to_image(ds: Dataset, source: str) -> Image:
     if not has_pixel_data(ds):
         raise UnreadableImage(source, f"no pixel data ({describe_object(ds)} holds no image)")
     check_pixel_module(ds, source)

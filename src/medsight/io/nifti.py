@@ -53,7 +53,7 @@ def read_nifti(source: str | Path | bytes, name: str | None = None) -> Image:
         raise UnreadableImage(label, "file not found") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UnreadableImage(label, f"truncated or corrupt compressed NIfTI: {exc}") from exc
-    except (ImageFileError, HeaderDataError, OSError, ValueError, TypeError) as exc:
+    except (ImageFileError, HeaderDataError, OSError, ValueError, TypeError, KeyError) as exc:
         reason = "truncated NIfTI data" if "too short" in str(exc).lower() else "corrupt NIfTI"
         raise UnreadableImage(label, f"{reason}: {type(exc).__name__}: {exc}") from exc
     return _to_image(img, canonical, data, label)
