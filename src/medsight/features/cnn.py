@@ -6,6 +6,7 @@ is imported, so the hand-crafted features stay usable (and deployable) without t
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -69,14 +70,14 @@ class CNNEmbedding(TransformerMixin, BaseEstimator):
         n, groups = group_pixels(X)
         device = resolve_device(self.device)
         out = np.empty((n, len(self.feature_names_)))
-        model = self.module_.to(device)
+        # a copy off the CPU: transforming never moves the fitted module (threads may share it)
+        model = self.module_ if device.type == "cpu" else copy.deepcopy(self.module_).to(device)
         with torch.inference_mode():
             for g in groups:
                 for s in range(0, len(g.index), self.batch_size):
                     x = torch.as_tensor(np.asarray(g.pixels[s:s + self.batch_size], np.float32))
                     emb = model.embed(x.to(device)).cpu().numpy()
                     out[g.index[s:s + self.batch_size]] = emb
-        self.module_ = model.to("cpu")
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -17,6 +17,7 @@ the test-time flips: the one function behind `predict_proba` and the ONNX export
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -98,7 +99,8 @@ class TorchClassifier(MedsightEstimator):
     epoch, round, loss, lr, samples, time_s, val_<metric>..., val_metric, best, and for
     semi-supervised runs unlabeled_used / unlabeled_seen / pseudo_labelled), ``best_epoch_``,
     ``best_metric_``, ``stopped_early_``, ``resumed_from_``, ``input_shape_``, ``skipped_``
-    (unreadable training images) and ``predict_skipped_`` (those of the last prediction).
+    (unreadable training images; at prediction they give NaN rows and a logged warning).
+    Prediction leaves the fitted estimator unchanged, so threads may share one.
     """
 
     kind: ClassVar[str] = "torch"
@@ -496,12 +498,8 @@ class TorchClassifier(MedsightEstimator):
         if (y == pos).all() or not (y == pos).any():
             log.warning("validation split holds one class only: decision threshold stays 0.5")
             return 0.5
-        model = settings.prepare_model(self.model_, spatial)
-        try:
-            proba = predict_proba(model, val, self.loss_, settings, self._eval_batch(),
-                                  self._flips(aug, spatial))
-        finally:
-            self.model_ = model.to("cpu").eval()
+        proba = predict_proba(self._device_model(settings, spatial), val, self.loss_, settings,
+                              self._eval_batch(), self._flips(aug, spatial))
         kw: dict[str, Any] = {"method": self.threshold_method, "positive_class": pos}
         if self.threshold_method == "target_sensitivity":
             kw["target"] = self.target_sensitivity
@@ -518,23 +516,27 @@ class TorchClassifier(MedsightEstimator):
         out = np.full((len(dataset), width), np.nan)
         errors: list[tuple[str, str]] = []
         with settings.activate():
-            model = settings.prepare_model(self.model_, len(self.input_shape_) - 1)
-            try:
-                for chunk in iter_arrays(dataset, self.preprocess_, 4 * self._eval_batch(),
-                                         self.load_workers):
-                    errors.extend(chunk.errors)
-                    if len(chunk.x) == 0:
-                        continue
-                    cache = ImageCache.from_array(chunk.x, "float32")
-                    self._check_shape(cache, dataset.name)
-                    out[chunk.indices[chunk.ok]] = fn(CachedImages(cache), settings, model)
-            finally:
-                self.model_ = model.to("cpu").eval()
-        self.predict_skipped_ = errors
+            model = self._device_model(settings, len(self.input_shape_) - 1)
+            for chunk in iter_arrays(dataset, self.preprocess_, 4 * self._eval_batch(),
+                                     self.load_workers):
+                errors.extend(chunk.errors)
+                if len(chunk.x) == 0:
+                    continue
+                cache = ImageCache.from_array(chunk.x, "float32")
+                self._check_shape(cache, dataset.name)
+                out[chunk.indices[chunk.ok]] = fn(CachedImages(cache), settings, model)
         if errors:
-            log.warning("%s: %d of %d images were unreadable; their rows are NaN",
-                        dataset.name, len(errors), len(dataset))
+            log.warning("%s: %d of %d images were unreadable; their rows are NaN: %s",
+                        dataset.name, len(errors), len(dataset),
+                        "; ".join(f"{ref}: {why}" for ref, why in errors[:5]))
         return out
+
+    def _device_model(self, settings: RunSettings, spatial: int) -> nn.Module:
+        """The fitted model on the run's device: a copy unless it is already there (the CPU), so
+        concurrent predictions never move or re-layout the shared ``model_``."""
+        if settings.device.type == "cpu" and settings.memory_format(spatial) is None:
+            return self.model_
+        return settings.prepare_model(copy.deepcopy(self.model_), spatial)
 
 
 def _json_safe(value: Any) -> Any:

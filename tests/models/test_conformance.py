@@ -1,0 +1,136 @@
+"""The conformance suite every estimator kind runs (parametrised over `models.kinds`).
+
+A new kind joins automatically when it registers; it only adds a tiny-fixture factory to
+`TINY` (the test that every kind has one fails until it does). Data: 16 px phantoms, 1 epoch.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_nets
+
+from medsight.data.dataset import Dataset
+from medsight.data.sources import make_phantoms
+from medsight.errors import NotFittedError
+from medsight.models import MedsightEstimator, clone, estimator_class, estimator_kinds, load_estimator
+
+tiny_nets()
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
+
+_NET = {"network": "tiny_cnn_test", "epochs": 1, "batch_size": 16, "schedule": "constant",
+        "augment": "light", "tta": True, "device": "cpu", "threads": 2, "deterministic": True}
+
+TINY: dict[str, Callable[[], MedsightEstimator]] = {
+    "classical": lambda: estimator_class("classical")(
+        model="logistic_regression", features=["stats"], preprocess=[{"minmax": {}}]),
+    "torch": lambda: estimator_class("torch")(**_NET, preprocess=[{"minmax": {}}]),
+    "torch_ensemble": lambda: estimator_class("torch_ensemble")(
+        params={**_NET, "preprocess": [{"minmax": {}}]}, n_folds=2),
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return make_phantoms(n=48, size=16, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fitted(data) -> dict[str, MedsightEstimator]:
+    """One fitted tiny estimator per kind, fitted on first use."""
+
+    class Lazy(dict):
+        def __missing__(self, kind: str) -> MedsightEstimator:
+            self[kind] = est = TINY[kind]().fit(data.split("train"), data.split("val"))
+            return est
+
+    return Lazy()
+
+
+def test_every_kind_has_a_tiny_fixture():
+    assert sorted(TINY) == sorted(estimator_kinds())
+
+
+@pytest.mark.parametrize("kind", estimator_kinds())
+def test_clone_and_params_round_trip(kind):
+    est = TINY[kind]()
+    params = est.get_params()
+    assert clone(est).get_params() == params
+    assert type(est)(**params).get_params() == params
+    assert est.set_params(**params) is est and est.get_params() == params
+    assert set(est.saved_params()) == set(params) - est.run_only
+
+
+@pytest.mark.parametrize("kind", estimator_kinds())
+def test_unfitted_estimator_raises_not_fitted(kind, data, tmp_path):
+    est = TINY[kind]()
+    with pytest.raises(NotFittedError):
+        est.predict_proba(data)
+    with pytest.raises(NotFittedError):
+        est.predict(data)
+    with pytest.raises(NotFittedError):
+        est.save(tmp_path / "m")
+
+
+@pytest.mark.parametrize("kind", estimator_kinds())
+def test_fit_save_load_gives_identical_probabilities(kind, fitted, data, tmp_path):
+    est = fitted[kind]
+    test = data.split("test")
+    proba = est.predict_proba(test)
+    assert proba.shape == (len(test), 2) and np.allclose(proba.sum(1), 1)
+    loaded = load_estimator(est.save(tmp_path / "m"))
+    assert type(loaded) is type(est) and loaded.saved_params() == est.saved_params()
+    assert loaded.threshold_ == est.threshold_ and loaded.classes_ == est.classes_
+    np.testing.assert_array_equal(loaded.predict_proba(test), proba)
+    np.testing.assert_array_equal(loaded.predict(test), est.predict(test))
+
+
+@pytest.mark.parametrize("kind", estimator_kinds())
+def test_predict_proba_leaves_the_estimator_unchanged(kind, fitted, data):
+    est = fitted[kind]
+    before = _snapshot(est)
+    est.predict_proba(data.split("test"))
+    assert _same(_snapshot(est), before)
+
+
+@pytest.mark.parametrize("kind", estimator_kinds())
+def test_concurrent_predict_proba_equals_sequential(kind, fitted, data):
+    est = fitted[kind]
+    parts = [data.subset(range(i, len(data), 4)) for i in range(4)]
+    sequential = [est.predict_proba(p) for p in parts]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(est.predict_proba, parts))
+    for got, want in zip(concurrent, sequential, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def _snapshot(value):
+    """A comparable copy of parameters and learned state (tensors by value, the rest pickled)."""
+    if isinstance(value, MedsightEstimator):
+        return {k: _snapshot(v) for k, v in sorted(vars(value).items())}
+    if isinstance(value, torch.nn.Module):
+        return {"training": value.training,
+                **{k: t.detach().clone() for k, t in value.state_dict().items()}}
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_snapshot(v) for v in value]
+    try:
+        return pickle.dumps(value)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return repr(value)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.device == b.device and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
