@@ -64,6 +64,11 @@ _EXPORTS = {
     # runs
     "load_config": "medsight.config",
     "run_experiment": "medsight.experiment",
+    # deploy
+    "create_bundle": "medsight.deploy",
+    "open_bundle": "medsight.deploy",
+    "Predictor": "medsight.deploy",
+    "Prediction": "medsight.deploy",
 }
 
 __all__ = sorted(_EXPORTS)
