@@ -38,8 +38,8 @@ def bundle_create(
     console.print(f"[green]wrote[/] {path}")
     for line in bundle.summary():
         console.print(f"  {line}")
-    console.print(f"  parity with predict_proba on {parity['n']} {parity['split']} images: max |diff| "
-                  f"{parity['max_abs_diff']:.1e}, identical decisions")
+    console.print(f"  parity with predict_proba on {parity['n']} images ({parity['split']} split): "
+                  f"max |diff| {parity['max_abs_diff']:.1e}, identical decisions")
 
 
 @bundle_app.command("verify")
@@ -60,7 +60,7 @@ def bundle_inspect(
 ) -> None:
     """Print the model card of a (verified) bundle."""
     from medsight.deploy import open_bundle
-    from medsight.deploy.model_card import metric_rows
+    from medsight.deploy.model_card import evaluated_splits, metric_rows
 
     b = open_bundle(bundle)
     m = b.manifest
@@ -82,10 +82,10 @@ def bundle_inspect(
     for key, value in rows:
         facts.add_row(key, value)
     console.print(facts)
-    for split in ("test", "val"):
-        if split in m["evaluation"]:
-            table = Table("metric", "value", "95% CI", title=f"{split} split")
-            for r in metric_rows(m["evaluation"][split]):
+    for _, label, split in evaluated_splits(m):
+        if split:
+            table = Table("metric", "value", "95% CI", title=label)
+            for r in metric_rows(split):
                 ci = f"{r['low']:.3f} - {r['high']:.3f}" if r["low"] is not None else "-"
                 table.add_row(r["metric"], f"{r['value']:.3f}", ci)
             console.print(table)

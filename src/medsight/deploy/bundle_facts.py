@@ -37,7 +37,8 @@ DEFAULT_INTENDED_USE = (
 DEFAULT_LIMITATIONS = (
     "Validated only on the data described in the data card; performance on other scanners, sites, "
     "populations or image types is unknown.",
-    "Probabilities are estimates; the stated confidence intervals come from the test split alone.",
+    "Probabilities are estimates; the stated confidence intervals reflect only the evaluation data "
+    "described here.",
     "Inputs that differ from the training images (modality, channels, size, intensity range) are "
     "flagged but may still give confident, wrong answers.",
 )
@@ -188,8 +189,13 @@ def data_card(run: RunFolder) -> dict[str, Any]:
     ds = run.dataset
     counts: dict[str, dict[str, int]] = {}
     patients: dict[str, int] = {}
-    for split in sorted({r.split or "unassigned" for r in ds.records}):
-        part = ds.subset([i for i, r in enumerate(ds.records) if (r.split or "unassigned") == split])
+    kfold = split_cfg.get("method") == "kfold"  # folds, not the records' split column, were used
+
+    def group(r: Record) -> str:
+        return "all" if kfold or not r.split else r.split
+
+    for split in sorted({group(r) for r in ds.records}):
+        part = ds.subset([i for i, r in enumerate(ds.records) if group(r) == split])
         counts[split] = {"total": len(part), **part.class_counts()}
         patients[split] = len({p for p in part.patient_ids if p is not None})
     with_patient = sum(p is not None for p in ds.patient_ids)

@@ -22,12 +22,24 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
     env = Environment(loader=PackageLoader("medsight.deploy", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                       lstrip_blocks=True)
-    evaluation = manifest.get("evaluation") or {}
-    splits = [("test", evaluation["test"])] if "test" in evaluation else []
-    splits += [(f"external: {k}", v) for k, v in (evaluation.get("external") or {}).items()]
     return env.get_template("model_card.html.j2").render(
-        m=manifest, splits=[(label, metric_rows(s)) for label, s in splits],
-        cv=evaluation.get("cv"), val=metric_rows(evaluation["val"]) if "val" in evaluation else [])
+        m=manifest, splits=[(label, metric_rows(s)) for _, label, s in evaluated_splits(manifest)])
+
+
+def evaluated_splits(manifest: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(short name, title, metrics) of the evaluations a reader should see: the test split (or,
+    for a cross-validated run, its pooled out-of-fold predictions), then any external sets."""
+    evaluation = manifest.get("evaluation") or {}
+    out: list[tuple[str, str, Mapping[str, Any]]] = []
+    if "test" in evaluation:
+        out.append(("test", "test split", evaluation["test"]))
+    elif (evaluation.get("cv") or {}).get("pooled"):
+        cv = evaluation["cv"]
+        grouped = ", grouped by patient" if cv.get("grouped") else ""
+        out.append(("cv", f"{cv.get('k')}-fold cross-validation{grouped} (pooled out-of-fold)",
+                    cv["pooled"]))
+    out += [("external", f"external: {k}", v) for k, v in (evaluation.get("external") or {}).items()]
+    return out
 
 
 def metric_rows(split: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -48,7 +60,7 @@ def summary_lines(manifest: Mapping[str, Any]) -> list[str]:
     model = manifest.get("model") or {}
     thr = manifest.get("threshold") or {}
     inp = manifest.get("input") or {}
-    test = (manifest.get("evaluation") or {}).get("test") or {}
+    shown = evaluated_splits(manifest)
     lines = [
         f"model: {model.get('name')} {model.get('version')} ({model.get('kind')}, uuid {model.get('uuid')})",
         f"task: {manifest.get('task')}; classes: {', '.join(manifest.get('classes') or [])}"
@@ -59,8 +71,10 @@ def summary_lines(manifest: Mapping[str, Any]) -> list[str]:
         f"runtime: {(manifest.get('runtime') or {}).get('format')}; heatmaps: "
         f"{(manifest.get('heatmap') or {}).get('method')}",
     ]
-    for row in metric_rows(test)[:4]:
-        ci = f" [{row['low']:.3f}, {row['high']:.3f}]" if row["low"] is not None else ""
-        lines.append(f"test {row['metric']}: {row['value']:.3f}{ci}")
+    if shown:
+        short, _, split = shown[0]
+        for row in metric_rows(split)[:4]:
+            ci = f" [{row['low']:.3f}, {row['high']:.3f}]" if row["low"] is not None else ""
+            lines.append(f"{short} {row['metric']}: {row['value']:.3f}{ci}")
     lines.append(f"files: {len(manifest.get('files') or {})} + manifest, every sha256 verified")
     return lines
