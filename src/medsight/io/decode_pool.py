@@ -56,7 +56,9 @@ class _Worker:
 class DecodePool:
     """Run `work` on items in `workers` processes, each item under `timeout_s` and `memory_mb`.
 
-    ``memory_mb=None`` sets no memory limit; `window` bounds the items `map` keeps in flight
+    `memory_mb` caps each worker's address space (virtual memory, so libraries that reserve much
+    of it, such as torch, need a larger value); ``None`` sets no memory limit. `window` bounds the
+    items `map` keeps in flight
     (default 4 per worker). Thread-safe: calls are serialised by a lock. `stats` counts what
     happened (`PoolStats`).
     """
