@@ -58,9 +58,8 @@ class DecodePool:
 
     `memory_mb` caps each worker's address space (virtual memory, so libraries that reserve much
     of it, such as torch, need a larger value); ``None`` sets no memory limit. `window` bounds the
-    items `map` keeps in flight
-    (default 4 per worker). Thread-safe: calls are serialised by a lock. `stats` counts what
-    happened (`PoolStats`).
+    items `map` keeps in flight (default 4 per worker). Thread-safe: calls are serialised by a
+    lock. `stats` counts what happened (`PoolStats`).
     """
 
     def __init__(
