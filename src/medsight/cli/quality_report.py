@@ -6,12 +6,13 @@ The library returns the findings as data; this module decides how they look on a
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from medsight.data.quality import DuplicateGroup, QualityReport, RecordInfo
+if TYPE_CHECKING:  # only annotations: `medsight predict` starts without loading the data layer
+    from medsight.data.quality import DuplicateGroup, QualityReport, RecordInfo
 
 _SHOW = 10  # rows per table in the terminal summary; the JSON report always has everything
 _MEMBERS = 4  # records shown per finding in the terminal summary
