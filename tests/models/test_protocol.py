@@ -75,3 +75,19 @@ def test_one_registry_of_kinds_serves_config_loading_and_experiments():
                         "model": {"kind": "torch", "params": {"optimizer": "rmsprop"}}})
     with pytest.raises(InvalidConfig, match="rmsprop"):  # checked when the run is built
         build_estimator(bad.models[0], [], seed=0)
+
+
+def test_one_threshold_choice_for_every_kind_and_the_ensemble_keeps_target_sensitivity():
+    from medsight.models.threshold import choose_threshold, validation_threshold
+
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    p = np.array([0.1, 0.3, 0.35, 0.4, 0.8, 0.9, 0.7, np.nan])  # NaN: an unreadable image
+    want = choose_threshold(y[:7], p[:7], "target_sensitivity", target=0.75)
+    assert validation_threshold(y, p, "target_sensitivity", 0.75) == want == 0.7
+    assert validation_threshold(y, p, "youden") == choose_threshold(y[:7], p[:7], "youden")
+    assert validation_threshold(y[:3], p[:3], "youden") == 0.5  # one class only
+    assert validation_threshold(y, p, None) == 0.5
+    ens = TorchEnsemble(threshold_method="target_sensitivity", target_sensitivity=0.75)
+    assert ens.get_params()["target_sensitivity"] == 0.75
+    with pytest.raises(InvalidConfig, match="threshold_method"):
+        TorchEnsemble(threshold_method="f1").validate_params()

@@ -6,7 +6,7 @@ from medsight.evaluate.bootstrap import bootstrap_ci, metrics_with_ci
 from medsight.evaluate.calibration import expected_calibration_error, reliability_curve
 from medsight.evaluate.compare import delong_test, paired_bootstrap
 from medsight.evaluate.metrics import compute_metrics
-from medsight.evaluate.threshold import apply_threshold, choose_threshold
+from medsight.models.threshold import apply_threshold, choose_threshold
 
 __all__ = [
     "HEADLINE_METRICS",

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import InvalidConfig, InvalidDataset
-from medsight.evaluate.inputs import check_probabilities
 from medsight.evaluate.jsonable import jsonable
+from medsight.models.threshold import check_probabilities
 
 STRATEGIES = ("uniform", "quantile")
 

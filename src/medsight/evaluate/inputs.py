@@ -19,6 +19,7 @@ import numpy as np
 
 from medsight.data.dataset import Task
 from medsight.errors import InvalidConfig, InvalidDataset
+from medsight.models.threshold import check_probabilities
 
 SUM_TOLERANCE = 1e-3
 
@@ -78,16 +79,6 @@ def _as_labels(a: Any, what: str) -> np.ndarray:
     if (arr != np.round(arr)).any():
         raise InvalidDataset(f"{what} must hold integer class labels, got non-integer values")
     return arr.astype(np.int64)
-
-
-def check_probabilities(p: np.ndarray, what: str = "proba") -> np.ndarray:
-    """Probabilities must lie in [0, 1] (tiny float excursions are clipped)."""
-    if p.size and (p.min() < -1e-6 or p.max() > 1 + 1e-6):
-        raise InvalidDataset(
-            f"{what} must be probabilities in [0, 1]; got values in [{p.min():.4g}, {p.max():.4g}] "
-            "(apply softmax/sigmoid to scores first)"
-        )
-    return np.clip(p, 0.0, 1.0)
 
 
 def check_inputs(

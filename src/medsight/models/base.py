@@ -20,6 +20,7 @@ import numpy as np
 from medsight.data.dataset import Dataset, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset, NotFittedError
 from medsight.models.kinds import estimator_class, estimator_kinds
+from medsight.models.threshold import apply_threshold
 from medsight.preprocess.chain import plain_spec
 
 META_FILE = "estimator.json"
@@ -67,8 +68,7 @@ class MedsightEstimator(ABC):
             return (proba >= 0.5).astype(int)
         if self.task_ is Task.BINARY:
             pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
-            is_pos = proba[:, pos] >= self.threshold_
-            return np.where(is_pos, pos, 1 - pos)
+            return apply_threshold(proba[:, pos], self.threshold_, pos)
         return proba.argmax(axis=1)
 
     @classmethod

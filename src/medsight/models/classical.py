@@ -52,6 +52,7 @@ from medsight.models.search import (
     search_inner_cv,
     search_on_val,
 )
+from medsight.models.threshold import check_estimator_method, validation_threshold
 from medsight.preprocess import Preprocess
 from medsight.preprocess.chain import plain_spec
 
@@ -69,7 +70,6 @@ MODELS = (
 _SCALED = {"svm_rbf", "svm_linear", "logistic_regression", "knn"}
 _SVMS = {"svm_rbf", "svm_linear"}
 _CALIBRATIONS = ("auto", "sigmoid", "isotonic", None)
-_THRESHOLD_METHODS = ("youden", "target_sensitivity", None)
 MODEL_FILE = "classical.joblib"
 STATE_FILE = "classical.json"
 PREPROCESS_FILE = "preprocess.json"
@@ -150,11 +150,7 @@ class ClassicalClassifier(MedsightEstimator):
                 f"{self.model} gives probabilities only through calibration: use calibrate="
                 "'auto'/'sigmoid'/'isotonic' (scikit-learn 1.9 deprecates SVC(probability=True))"
             )
-        if self.threshold_method not in _THRESHOLD_METHODS:
-            raise InvalidConfig(
-                f"threshold_method must be one of {_THRESHOLD_METHODS}, got "
-                f"{self.threshold_method!r}"
-            )
+        check_estimator_method(self.threshold_method)
         if self.class_weight is not None and self.model == "knn":
             raise InvalidConfig("knn takes no class_weight; drop it or choose another model")
         if self.search is not None:
@@ -359,15 +355,10 @@ class ClassicalClassifier(MedsightEstimator):
         )
 
     def _choose_threshold(self, head: Pipeline, x_val: np.ndarray, y_val: np.ndarray) -> float:
-        from medsight.evaluate.threshold import choose_threshold
-
         pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
-        if len(np.unique(y_val)) < 2:
-            log.warning("validation split holds one class only: decision threshold stays 0.5")
-            return 0.5
         p_pos = self._columns(head.predict_proba(x_val))[:, pos]
-        return float(choose_threshold(y_val, p_pos, method=self.threshold_method,
-                                      target=self.target_sensitivity, positive_class=pos))
+        return validation_threshold(y_val, p_pos, self.threshold_method, self.target_sensitivity,
+                                    pos)
 
 
 # -- module helpers -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from torch import nn
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.models.base import MedsightEstimator
+from medsight.models.threshold import check_estimator_method, validation_threshold
 from medsight.models.torch_inference import ProbabilityModel, TorchModel
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
 STATE_FILE = "torch.json"
 PREPROCESS_FILE = "preprocess.json"
-_THRESHOLD_METHODS = ("youden", "target_sensitivity", None)
 # parameters that change how a run is executed or reported, not what it computes
 _RUN_ONLY = {"checkpoint_dir", "resume", "threads", "num_workers", "load_workers", "device",
              "eval_batch_size", "tta", "threshold_method", "target_sensitivity", "progress"}
@@ -193,11 +193,7 @@ class TorchClassifier(MedsightEstimator):
         plain_spec(self.preprocess)
         AugmentConfig.from_config(self.augment)
         SemiSupervisedConfig.from_config(self.semi_supervised)
-        if self.threshold_method not in _THRESHOLD_METHODS:
-            raise InvalidConfig(
-                f"threshold_method must be one of {_THRESHOLD_METHODS}, "
-                f"got {self.threshold_method!r}"
-            )
+        check_estimator_method(self.threshold_method)
         if self.cache_dtype not in CACHE_DTYPES:
             raise InvalidConfig(f"cache_dtype must be one of {list(CACHE_DTYPES)}")
         if self.network_params is not None and not isinstance(self.network_params, dict):
@@ -490,20 +486,12 @@ class TorchClassifier(MedsightEstimator):
 
     def _choose_threshold(self, val: CachedImages, settings: RunSettings, aug: AugmentConfig,
                           spatial: int) -> float:
-        from medsight.evaluate.threshold import choose_threshold
-
         pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
         assert val.targets is not None
-        y = val.targets.numpy()
-        if (y == pos).all() or not (y == pos).any():
-            log.warning("validation split holds one class only: decision threshold stays 0.5")
-            return 0.5
         proba = predict_proba(self._device_model(settings, spatial), val, self.loss_, settings,
                               self._eval_batch(), self._flips(aug, spatial))
-        kw: dict[str, Any] = {"method": self.threshold_method, "positive_class": pos}
-        if self.threshold_method == "target_sensitivity":
-            kw["target"] = self.target_sensitivity
-        return float(choose_threshold(y, proba[:, pos], **kw))
+        return validation_threshold(val.targets.numpy(), proba[:, pos], self.threshold_method,
+                                    self.target_sensitivity, pos)
 
     def _proba_of(self, data: CachedImages, settings: RunSettings, model: nn.Module) -> np.ndarray:
         aug = AugmentConfig.from_config(self.augment)

@@ -18,6 +18,7 @@ from medsight.data.dataset import Dataset, Task
 from medsight.data.splits import kfold
 from medsight.errors import BundleIntegrityError, InvalidConfig
 from medsight.models.base import MedsightEstimator, load_estimator
+from medsight.models.threshold import check_estimator_method, validation_threshold
 from medsight.models.torch_classifier import TorchClassifier
 from medsight.preprocess.chain import plain_spec
 
@@ -27,17 +28,19 @@ class TorchEnsemble(MedsightEstimator):
 
     Parameters: ``params`` of every member `TorchClassifier` (each member's seed is
     ``seed + i``; a ``checkpoint_dir`` gets one ``fold_i`` folder per member), ``n_folds``,
-    ``seed`` (folds and members), ``threshold_method`` (binary threshold on the validation split).
+    ``seed`` (folds and members), ``threshold_method`` and ``target_sensitivity`` (the binary
+    decision threshold of the mean probabilities, chosen on the validation split).
     """
 
     kind: ClassVar[str] = "torch_ensemble"
 
     def __init__(self, params: dict[str, Any] | None = None, n_folds: int = 5, seed: int = 0,
-                 threshold_method: str | None = "youden"):
+                 threshold_method: str | None = "youden", target_sensitivity: float = 0.9):
         self.params = params
         self.n_folds = n_folds
         self.seed = seed
         self.threshold_method = threshold_method
+        self.target_sensitivity = target_sensitivity
 
     @classmethod
     def with_defaults(cls, params: dict[str, Any], **defaults: Any) -> TorchEnsemble:
@@ -68,6 +71,7 @@ class TorchEnsemble(MedsightEstimator):
         if self.params is not None and not isinstance(self.params, dict):
             raise InvalidConfig(f"params (of the member networks) must be a mapping, got "
                                 f"{self.params!r}")
+        check_estimator_method(self.threshold_method)
         member = TorchClassifier.with_defaults(dict(self.params or {}))
         member.validate_params()
 
@@ -107,16 +111,9 @@ class TorchEnsemble(MedsightEstimator):
             self.threshold_ = self._choose_threshold(val.labelled())
 
     def _choose_threshold(self, val: Dataset) -> float:
-        from medsight.evaluate.threshold import choose_threshold
-
         pos = int(self.positive_class_ if self.positive_class_ is not None else 1)
-        proba = self._predict_proba(val)
-        ok = ~np.isnan(proba[:, 0])
-        y = val.labels[ok]
-        if (y == pos).all() or not (y == pos).any():
-            return 0.5
-        return float(choose_threshold(y, proba[ok, pos], method=self.threshold_method,
-                                      positive_class=pos))
+        return validation_threshold(val.labels, self._predict_proba(val)[:, pos],
+                                    self.threshold_method, self.target_sensitivity, pos)
 
     def _predict_proba(self, dataset: Dataset) -> np.ndarray:
         return np.mean([m.predict_proba(dataset) for m in self.members_], axis=0)
