@@ -83,7 +83,10 @@ def export_network(estimator: Any) -> Export:
         heatmap = {"method": "cam", "cam_weights": CAM_WEIGHTS, "feature_output": FEATURES_NAME,
                    "note": "CAM_k = sum_f cam_weights[k, f] * features[f] (unflipped view)"}
     notes = []
-    if features and weights is None:
+    if len(models) > 1:
+        notes.append("an ensemble has one feature map per member: heatmaps by occlusion of the "
+                     "averaged probabilities")
+    elif features and weights is None:
         notes.append("the network's head is not one linear layer over pooled features (or the "
                      "task is ordinal): heatmaps by occlusion")
     return Export(files, runtime, heatmap, notes)
