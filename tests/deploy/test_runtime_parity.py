@@ -75,3 +75,5 @@ def test_forward_refuses_a_tensor_of_the_wrong_shape(classical_run: Path, bundle
     runtime = open_bundle(bundle_of(classical_run)).runtime
     with pytest.raises(InvalidConfig, match="preprocessed tensors"):
         runtime.forward(np.zeros((2, 1, 8, 8), dtype=np.float32))
+    empty = runtime.forward(np.zeros((0, *runtime.input_shape), dtype=np.float32))
+    assert empty.probabilities.shape == (0, 2) and empty.features is None

@@ -63,7 +63,12 @@ def open_bundle(path: str | Path) -> Bundle:
         card = files[CARD_FILE].decode("utf-8")
     except (KeyError, UnicodeDecodeError) as exc:
         raise BundleIntegrityError(f"{p}: {CARD_FILE} is missing or not UTF-8") from exc
-    return Bundle(p, manifest, preprocess, ModelRuntime(manifest, files), card)
+    try:
+        runtime = ModelRuntime(manifest, files)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleIntegrityError(f"{p}: the manifest's runtime section is incomplete ({exc!r}); "
+                                   "was the bundle written by another medsight version?") from exc
+    return Bundle(p, manifest, preprocess, runtime, card)
 
 
 def verify_bundle(path: str | Path) -> list[str]:

@@ -101,8 +101,7 @@ class ModelRuntime:
             if m is not None:
                 maps.append(m)
         if not probas:
-            return RuntimeOutput(np.zeros((0, len(self._class_columns)), dtype=np.float64),
-                                 None)
+            return RuntimeOutput(np.zeros((0, self.n_outputs), dtype=np.float64), None)
         return RuntimeOutput(np.concatenate(probas), np.concatenate(maps) if maps else None)
 
     # -- internals --------------------------------------------------------------------------
