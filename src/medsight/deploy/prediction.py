@@ -21,7 +21,7 @@ class Prediction:
     joined with ``"+"``, ``""`` for none) and ``confidence`` the probability behind it as the
     bundle's calibration gives it. ``threshold`` is the decision threshold used (None for argmax).
     ``warnings`` are never empty silently: out-of-distribution checks and heatmap limits land
-    here. ``timings_ms`` holds read / preprocess / inference / heatmap / total; ``input`` a
+    here. ``timings_ms`` holds read / preprocess / checks (OOD) / inference / heatmap / total; ``input`` a
     summary of the image as read; ``model`` the bundle's name, version and UUID. ``heatmap`` (on
     request) is an array on the original image grid in [0, 1], ``heatmap_png`` the overlay and
     ``image_png`` the image alone (for reports).

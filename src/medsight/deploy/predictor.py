@@ -47,6 +47,7 @@ class _Prepared:
     warnings: list[str]
     read_ms: float
     preprocess_ms: float
+    checks_ms: float
 
 
 class Predictor:
@@ -142,8 +143,11 @@ class Predictor:
             return InvalidConfig(
                 f"{source}: after the bundle's preprocessing the image has shape "
                 f"{tuple(tensor.pixels.shape)}, the model takes {self.runtime.input_shape}")
+        preprocess_ms = (time.perf_counter() - t0) * 1e3
+        t1 = time.perf_counter()
         warnings = ood_warnings(image, tensor.pixels, self.input_spec)
-        return _Prepared(source, image, tensor, warnings, read_ms, (time.perf_counter() - t0) * 1e3)
+        return _Prepared(source, image, tensor, warnings, read_ms, preprocess_ms,
+                         (time.perf_counter() - t1) * 1e3)
 
     def _flush(self, pending: list[tuple[Input, _Prepared | MedsightError]], heatmap: bool
                ) -> Iterator[tuple[Input, Prediction | MedsightError]]:
@@ -165,7 +169,8 @@ class Predictor:
                     maps: np.ndarray | None) -> Prediction:
         label, confidence, explained = self._decide(proba)
         warnings = list(p.warnings)
-        timings = {"read": p.read_ms, "preprocess": p.preprocess_ms, "inference": inference_ms}
+        timings = {"read": p.read_ms, "preprocess": p.preprocess_ms, "checks": p.checks_ms,
+                   "inference": inference_ms}
         pred = Prediction(
             source=p.source,
             probabilities={c: float(v) for c, v in zip(self.classes, proba, strict=True)},
