@@ -107,7 +107,7 @@ class Predictor:
         for item, image, read_ms in self._read(items):
             prepared = image if isinstance(image, MedsightError) else self._prepare(item, image, read_ms)
             pending.append((item, prepared))
-            if sum(not isinstance(p, MedsightError) for _, p in pending) >= self.batch_size:
+            if len(pending) >= self.batch_size:
                 yield from self._flush(pending, heatmap)
                 pending = []
         yield from self._flush(pending, heatmap)
