@@ -27,7 +27,6 @@ from medsight.data.dataset import Dataset, Task
 from medsight.data.open import open_source
 from medsight.errors import InvalidConfig, InvalidDataset, MedsightError
 from medsight.evaluate import plots
-from medsight.evaluate.jsonable import jsonable
 from medsight.evaluate.report import ReportData, SplitResult, render_report
 from medsight.evaluate.schemes import (
     CVResult,
@@ -36,6 +35,7 @@ from medsight.evaluate.schemes import (
     external_evaluate,
     holdout_evaluate,
 )
+from medsight.jsonable import jsonable
 from medsight.models.base import MedsightEstimator
 from medsight.models.kinds import estimator_class
 from medsight.preprocess import Preprocess

@@ -22,10 +22,10 @@ from medsight.data.dataset import Dataset, Record
 from medsight.data.sources.medmnist import from_medmnist
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.evaluate.metrics import compute_metrics
-from medsight.models.threshold import choose_threshold
 from medsight.models.base import load_estimator
 from medsight.models.classical import MODELS, ClassicalClassifier
 from medsight.models.search import DEFAULT_GRIDS
+from medsight.models.threshold import choose_threshold
 from medsight.preprocess import Preprocess
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from medsight.errors import InvalidConfig, InvalidDataset
-from medsight.evaluate.jsonable import jsonable
+from medsight.jsonable import jsonable
 from medsight.models.threshold import check_probabilities
 
 STRATEGIES = ("uniform", "quantile")

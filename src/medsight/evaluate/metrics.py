@@ -33,7 +33,7 @@ from medsight.errors import InvalidConfig
 from medsight.evaluate.batched import METRICS, weighted_metrics
 from medsight.evaluate.bootstrap import metrics_with_ci
 from medsight.evaluate.inputs import Problem, check_inputs
-from medsight.evaluate.jsonable import jsonable
+from medsight.jsonable import jsonable
 
 SINGLE_CLASS = "y_true and the predictions hold one and the same class: chance agreement is total"
 

@@ -23,8 +23,8 @@ from medsight.data.quality import assert_no_leakage
 from medsight.data.splits import ensure_splits, has_patient_ids, holdout, kfold
 from medsight.errors import InvalidConfig, InvalidDataset, LeakageError
 from medsight.evaluate.bootstrap import metrics_with_ci
-from medsight.evaluate.jsonable import jsonable
 from medsight.evaluate.metrics import compute_metrics
+from medsight.jsonable import jsonable
 from medsight.models.base import MedsightEstimator
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ import numpy as np
 
 from medsight.data.dataset import Dataset, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset, NotFittedError
+from medsight.jsonable import jsonable
 from medsight.models.kinds import estimator_class, estimator_kinds
 from medsight.models.threshold import apply_threshold
 from medsight.preprocess.chain import plain_spec
@@ -131,7 +132,7 @@ class MedsightEstimator(ABC):
         d.mkdir(parents=True, exist_ok=True)
         meta = {
             "kind": self.kind,
-            "params": _jsonable(self.saved_params()),
+            "params": jsonable(self.saved_params()),
             "task": self.task_.value,
             "classes": self.classes_,
             "positive_class": self.positive_class_,
@@ -196,15 +197,3 @@ def load_estimator(directory: str | Path) -> MedsightEstimator:
     est.threshold_ = float(meta["threshold"])
     est._load_state(d)
     return est
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -43,6 +43,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from medsight.data.dataset import Dataset, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.features import make_features
+from medsight.jsonable import jsonable
 from medsight.models.base import MedsightEstimator
 from medsight.models.inputs import LoadedArrays, load_arrays
 from medsight.models.search import (
@@ -282,7 +283,7 @@ class ClassicalClassifier(MedsightEstimator):
             "best_params": getattr(self, "best_params_", None),
             "n_features": self.n_features_,
         }
-        (directory / STATE_FILE).write_text(json.dumps(_jsonable(state), indent=2))
+        (directory / STATE_FILE).write_text(json.dumps(jsonable(state), indent=2))
 
     def _load_state(self, directory: Path) -> None:
         for name in (MODEL_FILE, STATE_FILE, PREPROCESS_FILE):
@@ -391,13 +392,3 @@ def _build_preprocess(spec: Any) -> Any:
     """The `Preprocess` chain of a config list or JSON dict (None: the empty chain)."""
     spec = plain_spec(spec)
     return Preprocess.from_config(spec if spec is not None else [])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

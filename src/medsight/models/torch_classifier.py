@@ -30,6 +30,7 @@ from torch import nn
 
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
+from medsight.jsonable import jsonable
 from medsight.models.base import MedsightEstimator
 from medsight.models.threshold import check_estimator_method, validation_threshold
 from medsight.models.torch_inference import ProbabilityModel, TorchModel
@@ -344,7 +345,7 @@ class TorchClassifier(MedsightEstimator):
             "stopped_early": self.stopped_early_,
             "skipped": [list(e) for e in getattr(self, "skipped_", [])],
         }
-        (directory / STATE_FILE).write_text(json.dumps(_json_safe(state), indent=2))
+        (directory / STATE_FILE).write_text(json.dumps(jsonable(state), indent=2))
 
     def _load_state(self, directory: Path) -> None:
         from medsight.preprocess import Preprocess
@@ -475,7 +476,7 @@ class TorchClassifier(MedsightEstimator):
         """What a resumed run must share with the interrupted one: parameters and data."""
         h = hashlib.sha256()
         params = {k: v for k, v in self.get_params().items() if k not in _RUN_ONLY}
-        h.update(json.dumps(_json_safe(params), sort_keys=True, default=str).encode())
+        h.update(json.dumps(jsonable(params), sort_keys=True, default=str).encode())
         for ds in (train, val):
             if ds is not None:
                 for r in ds.records:
@@ -525,16 +526,3 @@ class TorchClassifier(MedsightEstimator):
         if settings.device.type == "cpu" and settings.memory_format(spatial) is None:
             return self.model_
         return settings.prepare_model(copy.deepcopy(self.model_), spatial)
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer, np.floating)):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

@@ -17,6 +17,7 @@ import numpy as np
 
 from medsight.errors import InvalidConfig, MedsightError
 from medsight.io.image import Image
+from medsight.jsonable import jsonable
 
 _STEPS: dict[str, type[Step]] = {}
 S = TypeVar("S", bound="type[Step]")
@@ -78,21 +79,11 @@ def build_step(name: str, params: Mapping[str, Any] | None = None) -> Step:
 
 
 def to_plain(value: Any) -> Any:
-    """A JSON-ready copy of `value`: tuples become lists, numpy scalars/arrays plain Python."""
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise InvalidConfig(
-        f"value {value!r} of type {type(value).__name__} cannot be written to a "
-        "preprocessing config"
-    )
+    """A JSON-ready copy of `value` (`medsight.jsonable`); InvalidConfig for non-JSON data."""
+    try:
+        return jsonable(value, strict=True)
+    except TypeError as exc:
+        raise InvalidConfig(f"{exc}: it cannot be written to a preprocessing config") from None
 
 
 class Step:
