@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -15,31 +14,44 @@ from medsight.deploy import open_bundle
 from medsight.deploy.bundle_archive import bundle_bytes
 
 
-def medsight(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "medsight.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, "COLUMNS": "160"}, timeout=600)
+def medsight(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+             *args: str) -> tuple[int, str, str]:
+    """Run the real entry point (`medsight.cli:main`) in-process: (exit code, stdout, stderr)."""
+    from medsight.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["medsight", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.mark.xdist_group("deploy_runs")
-def test_create_verify_inspect_from_the_command_line(classical_run: Path, tmp_path: Path) -> None:
+def test_create_verify_inspect_from_the_command_line(classical_run: Path, tmp_path: Path,
+                                                    monkeypatch, capsys) -> None:
     out = tmp_path / "model.msb"
-    done = medsight("bundle", "create", str(classical_run), "-o", str(out), "--name", "breast-hog",
-                    "--version", "2.1.0", "--modality", "US",
-                    "--limitation", "Tested on 40 images only.")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "parity with predict_proba" in done.stdout
-    again = medsight("bundle", "create", str(classical_run), "-o", str(out))
-    assert again.returncode == 1 and "already exists" in again.stderr
+    code, stdout, stderr = medsight(monkeypatch, capsys, "bundle", "create", str(classical_run),
+                                    "-o", str(out), "--name", "breast-hog", "--version", "2.1.0",
+                                    "--modality", "US", "--limitation", "Tested on 40 images only.")
+    assert code == 0, stdout + stderr
+    assert "parity with predict_proba" in stdout
+    code, _, stderr = medsight(monkeypatch, capsys, "bundle", "create", str(classical_run), "-o",
+                               str(out))
+    assert code == 1 and "already exists" in stderr
 
-    verified = medsight("bundle", "verify", str(out))
-    assert verified.returncode == 0, verified.stderr
-    assert "breast-hog 2.1.0" in verified.stdout and "test auc" in verified.stdout
+    code, stdout, stderr = medsight(monkeypatch, capsys, "bundle", "verify", str(out))
+    assert code == 0, stderr
+    assert "breast-hog 2.1.0" in stdout and "test auc" in stdout
 
     card = tmp_path / "card.html"
-    shown = medsight("bundle", "inspect", str(out), "--html", str(card))
-    assert shown.returncode == 0, shown.stderr
+    code, stdout, stderr = medsight(monkeypatch, capsys, "bundle", "inspect", str(out), "--html",
+                                    str(card))
+    assert code == 0, stderr
     for text in ("Intended use", "malignant", "95% CI", "Tested on 40 images only.", "US"):
-        assert text in shown.stdout, text
+        assert text in stdout, text
     assert card.read_text() == open_bundle(out).model_card_html
 
     with zipfile.ZipFile(out) as zf:
@@ -48,8 +60,9 @@ def test_create_verify_inspect_from_the_command_line(classical_run: Path, tmp_pa
     onnx[len(onnx) // 3] ^= 0xFF
     bad = tmp_path / "bad.msb"
     bad.write_bytes(bundle_bytes({**files, "model.onnx": bytes(onnx)}))
-    failed = medsight("bundle", "verify", str(bad))
-    assert failed.returncode == 1 and "model.onnx" in failed.stderr
+    done = subprocess.run([sys.executable, "-m", "medsight.cli", "bundle", "verify", str(bad)],
+                          capture_output=True, text=True, timeout=300)  # the installed command
+    assert done.returncode == 1 and "model.onnx" in done.stderr
 
 
 @pytest.mark.xdist_group("deploy_runs")
