@@ -77,6 +77,14 @@ class EvaluationConfig(_Strict):
     select_by: str = "auc"
 
 
+class ModelCardConfig(_Strict):
+    """What a deployment bundle's model card says the model is for and where it falls short
+    (``medsight bundle create`` uses a cautious default for what is left out)."""
+
+    intended_use: str | None = None
+    limitations: list[str] = Field(default_factory=list)
+
+
 class ExperimentConfig(_Strict):
     """A whole run: data, one preprocessing chain, one model or candidates, evaluation, output."""
 
@@ -88,6 +96,7 @@ class ExperimentConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: str = "runs/experiment"
     seed: int = 0
+    model_card: ModelCardConfig = Field(default_factory=ModelCardConfig)
 
     @model_validator(mode="after")
     def _one_model_or_candidates(self) -> ExperimentConfig:

@@ -1,5 +1,5 @@
 """A cross-validated run (patient-grouped k-fold, phantoms with patient ids) bundles with its
-pooled out-of-fold metrics and its patient grouping stated."""
+pooled out-of-fold metrics, its patient grouping and the config's model-card statements."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def test_kfold_run_bundle_states_cv_metrics_and_patient_grouping(tmp_path: Path)
         "preprocess": [{"minmax": {}}],
         "model": {"kind": "classical", "params": {"model": "logistic_regression",
                                                   "features": ["stats"]}},
-        "evaluation": {"n_boot": 100}, "output": str(tmp_path / "run")})
+        "evaluation": {"n_boot": 100}, "output": str(tmp_path / "run"),
+        "model_card": {"intended_use": "Teaching: phantoms only.",
+                       "limitations": ["Never seen a real patient."]}})
     run_experiment(cfg)
     bundle = open_bundle(create_bundle(tmp_path / "run", tmp_path / "cv.msb"))
     m = bundle.manifest
@@ -29,3 +31,6 @@ def test_kfold_run_bundle_states_cv_metrics_and_patient_grouping(tmp_path: Path)
     assert m["input"]["modality"] == "OT"
     assert "2-fold cross-validation, grouped by patient" in bundle.model_card_html
     assert any(line.startswith("cv auc") for line in bundle.summary())
+    assert m["intended_use"] == "Teaching: phantoms only."  # from the config's model_card
+    assert m["limitations"] == ["Never seen a real patient."]
+    assert "Never seen a real patient." in bundle.model_card_html
