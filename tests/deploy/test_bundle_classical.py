@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import shared_path
 
@@ -99,3 +100,22 @@ def test_skops_fallback_refuses_untrusted_types(tmp_path: Path) -> None:
     data = sio.dumps(FunctionTransformer(os.system))  # a callable that could run commands
     with pytest.raises(BundleIntegrityError, match="trusted"):
         _load_skops(data, "model.skops")
+
+
+
+@pytest.mark.xdist_group("deploy_runs")
+def test_a_bundle_with_an_align_step_needs_no_file_outside_it(split_parity, tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    source = shared_path("medmnist", "breastmnist.npz")
+    reference = tmp_path / "reference.png"
+    PILImage.fromarray(np.load(source)["train_images"][0]).save(reference)
+    pre = [{"resize": {"size": [16, 16]}},
+           {"align": {"reference": str(reference), "transform": "translation", "iterations": 20}},
+           {"minmax": {}}]
+    run = _classical_run(tmp_path / "run", source, pre, "logistic_regression", ["stats"], {}, limit=12)
+    path = create_bundle(run, tmp_path / "aligned.msb")
+    reference.unlink()  # the reference pixels travel inside preprocess.json
+    diff, same, bundle = split_parity(run, path)
+    assert "align" in bundle.manifest["preprocess"]["steps"]
+    assert diff < 1e-5 and same
