@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import tiny_nets
 
-from medsight.data.dataset import Dataset
+from medsight.data.dataset import Dataset, Record
 from medsight.data.sources import make_phantoms
 from medsight.errors import NotFittedError
 from medsight.models import MedsightEstimator, clone, estimator_class, estimator_kinds, load_estimator
@@ -107,6 +107,18 @@ def test_concurrent_predict_proba_equals_sequential(kind, fitted, data):
         concurrent = list(pool.map(est.predict_proba, parts))
     for got, want in zip(concurrent, sequential, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", estimator_kinds())
+def test_unreadable_images_give_nan_rows_named_in_a_warning(kind, fitted, data, tmp_path, caplog):
+    est = fitted[kind]
+    missing = Record(str(tmp_path / "missing.png"), 0)
+    mixed = Dataset([*data.records[:3], missing], data.task, data.classes)
+    proba = est.predict_proba(mixed)
+    assert np.isnan(proba[3]).all() and np.isfinite(proba[:3]).all()
+    assert "missing.png" in caplog.text
+    only_missing = est.predict_proba(Dataset([missing], data.task, data.classes))
+    assert only_missing.shape == (1, 2) and np.isnan(only_missing).all()
 
 
 def _snapshot(value):

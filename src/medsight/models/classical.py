@@ -45,7 +45,7 @@ from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.features import make_features
 from medsight.jsonable import jsonable
 from medsight.models.base import MedsightEstimator
-from medsight.models.inputs import LoadedArrays, load_arrays
+from medsight.models.inputs import LoadedArrays, load_arrays, predict_in_chunks
 from medsight.models.search import (
     DEFAULT_GRIDS,
     SEARCH_METHODS,
@@ -255,24 +255,11 @@ class ClassicalClassifier(MedsightEstimator):
             self.threshold_ = self._choose_threshold(head, x_val, y_val)
 
     def _predict_proba(self, dataset: Dataset) -> np.ndarray:
-        k = len(self.classes_)
-        out = np.full((len(dataset), k), np.nan)
-        for start in range(0, len(dataset), PREDICT_CHUNK):
-            part = dataset.subset(range(start, min(start + PREDICT_CHUNK, len(dataset))))
-            try:
-                arrays = load_arrays(part, self.preprocess_, workers=self.workers)
-            except InvalidDataset as exc:  # every image of this chunk unreadable: NaN rows
-                log.warning("%s", exc)
-                continue
-            proba = self._columns(self.pipeline_.predict_proba(arrays.x))
-            out[start + arrays.indices] = proba
-        missing = int(np.isnan(out[:, 0]).sum()) if k else 0
-        if missing:
-            log.warning(
-                "%s: %d of %d images were unreadable; their probability rows are NaN",
-                dataset.name, missing, len(dataset),
-            )
-        return out
+        def proba(x: np.ndarray) -> np.ndarray:
+            return self._columns(self.pipeline_.predict_proba(x))
+
+        return predict_in_chunks(dataset, self.preprocess_, proba, len(self.classes_),
+                                 PREDICT_CHUNK, self.workers)
 
     def _save_state(self, directory: Path) -> None:
         joblib.dump(self.pipeline_, directory / MODEL_FILE)

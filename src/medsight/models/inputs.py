@@ -131,3 +131,90 @@ def _decoded(
         for start in range(0, n, chunk):
             idx = range(start, min(start + chunk, n))
             yield from zip(idx, pool.map(one, idx), strict=True)
+
+
+@dataclass
+class ArrayChunk:
+    """Preprocessed pixels of one chunk of a dataset: ``x`` rows are ``indices[ok]``."""
+
+    indices: np.ndarray
+    x: np.ndarray
+    ok: np.ndarray
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def iter_arrays(
+    dataset: Dataset,
+    preprocess: ImageTransform | None,
+    chunk_size: int = 512,
+    workers: int = 1,
+    progress: Progress | None = None,
+    require_readable: bool = True,
+) -> Iterator[ArrayChunk]:
+    """Decode + preprocess `dataset` in chunks of `chunk_size` records (bounded memory).
+
+    A chunk where no image is readable yields an empty ``x``; a dataset where none is readable
+    raises `InvalidDataset` naming the first error (unless ``require_readable=False``).
+    """
+    n = len(dataset)
+    errors: list[tuple[str, str]] = []
+    any_ok = False
+    for start in range(0, n, chunk_size):
+        idx = np.arange(start, min(start + chunk_size, n))
+        sub = dataset.subset(idx, name=dataset.name)
+        try:
+            loaded = load_arrays(sub, preprocess=preprocess, workers=workers)
+        except InvalidDataset:
+            # every image of this chunk is unreadable: name them and go on
+            chunk_errors = _chunk_errors(sub)
+            errors.extend(chunk_errors)
+            none_ok = np.zeros(len(idx), bool)
+            yield ArrayChunk(idx, np.zeros((0,), np.float32), none_ok, chunk_errors)
+        else:
+            any_ok = True
+            errors.extend(loaded.errors)
+            yield ArrayChunk(idx, loaded.x, np.asarray(loaded.ok, bool), list(loaded.errors))
+        if progress is not None:
+            progress(int(idx[-1]) + 1, n)
+    if n and not any_ok and require_readable:
+        raise InvalidDataset(
+            f"{dataset.name}: none of its {n} images could be read; first error: "
+            f"{errors[0][0]}: {errors[0][1]}"
+        )
+
+
+def _chunk_errors(sub: Dataset) -> list[tuple[str, str]]:
+    """(ref, reason) of every record of an all-unreadable chunk."""
+    out = []
+    for i, rec in enumerate(sub.records):
+        try:
+            sub.image(i)
+        except UnreadableImage as exc:
+            out.append((rec.ref, exc.reason))
+    return out
+
+
+def predict_in_chunks(
+    dataset: Dataset,
+    preprocess: ImageTransform | None,
+    predict: Callable[[np.ndarray], np.ndarray],
+    width: int,
+    chunk_size: int = 2048,
+    workers: int = 1,
+) -> np.ndarray:
+    """(N, width) rows of ``predict(x)`` over `dataset`, decoded chunk by chunk (bounded memory).
+
+    The one prediction loop of every estimator: rows of unreadable images are NaN, and a logged
+    warning names them.
+    """
+    out = np.full((len(dataset), width), np.nan)
+    errors: list[tuple[str, str]] = []
+    for chunk in iter_arrays(dataset, preprocess, chunk_size, workers, require_readable=False):
+        errors.extend(chunk.errors)
+        if len(chunk.x):
+            out[chunk.indices[chunk.ok]] = predict(chunk.x)
+    if errors:
+        log.warning("%s: %d of %d images were unreadable; their rows are NaN: %s",
+                    dataset.name, len(errors), len(dataset),
+                    "; ".join(f"{ref}: {why}" for ref, why in errors[:5]))
+    return out

@@ -32,11 +32,12 @@ from medsight.data.dataset import Dataset, Record, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.jsonable import jsonable
 from medsight.models.base import MedsightEstimator
+from medsight.models.inputs import predict_in_chunks
 from medsight.models.threshold import check_estimator_method, validation_threshold
 from medsight.models.torch_inference import ProbabilityModel, TorchModel
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
-from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, iter_arrays, targets_tensor
+from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, targets_tensor
 from medsight.train.device import PRECISIONS, RunSettings, seed_everything
 from medsight.train.loop import LOWER_IS_BETTER, Callback, LoopConfig, Trainer, TrainEvent, Validation
 from medsight.train.losses import TaskLoss, class_weight_tensor
@@ -502,23 +503,16 @@ class TorchClassifier(MedsightEstimator):
     def _map_chunks(self, dataset: Dataset, fn: Any, width: int) -> np.ndarray:
         """`fn(images, settings, model)` over `dataset`, chunk by chunk; NaN rows: unreadable."""
         settings = self._settings()
-        out = np.full((len(dataset), width), np.nan)
-        errors: list[tuple[str, str]] = []
         with settings.activate():
             model = self._device_model(settings, len(self.input_shape_) - 1)
-            for chunk in iter_arrays(dataset, self.preprocess_, 4 * self._eval_batch(),
-                                     self.load_workers):
-                errors.extend(chunk.errors)
-                if len(chunk.x) == 0:
-                    continue
-                cache = ImageCache.from_array(chunk.x, "float32")
+
+            def run(x: np.ndarray) -> np.ndarray:
+                cache = ImageCache.from_array(x, "float32")
                 self._check_shape(cache, dataset.name)
-                out[chunk.indices[chunk.ok]] = fn(CachedImages(cache), settings, model)
-        if errors:
-            log.warning("%s: %d of %d images were unreadable; their rows are NaN: %s",
-                        dataset.name, len(errors), len(dataset),
-                        "; ".join(f"{ref}: {why}" for ref, why in errors[:5]))
-        return out
+                return fn(CachedImages(cache), settings, model)
+
+            return predict_in_chunks(dataset, self.preprocess_, run, width,
+                                     4 * self._eval_batch(), self.load_workers)
 
     def _device_model(self, settings: RunSettings, spatial: int) -> nn.Module:
         """The fitted model on the run's device: a copy unless it is already there (the CPU), so

@@ -6,7 +6,7 @@ the estimator protocol.
 
 from medsight.train.augment import PRESETS, AugmentConfig, BatchAugment, flip_variants
 from medsight.train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from medsight.train.data import CachedImages, ImageCache, iter_arrays, make_loader
+from medsight.train.data import CachedImages, ImageCache, make_loader
 from medsight.train.device import RunSettings, available_cpus, seed_everything
 from medsight.train.loop import (
     FitResult,
@@ -48,7 +48,6 @@ __all__ = [
     "capture_rng",
     "expected_grade",
     "flip_variants",
-    "iter_arrays",
     "load_checkpoint",
     "make_loader",
     "map_batches",

@@ -10,7 +10,6 @@ Unreadable images are skipped and reported by `ImageCache.errors`, never silentl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,76 +19,13 @@ from torch.utils.data import Dataset as TorchDataset
 from medsight.data.dataset import Dataset, Task
 from medsight.errors import InvalidConfig, InvalidDataset
 from medsight.io.image import Image
+from medsight.models.inputs import iter_arrays
 
 CACHE_DTYPES = ("auto", "uint8", "float16", "float32")
 ImageTransform = Callable[[Image], Image]
 LoadProgress = Callable[[int, int], None]
 
 _FLOAT16_MAX = 65504.0
-
-
-@dataclass
-class ArrayChunk:
-    """Preprocessed pixels of one chunk of a dataset: ``x`` rows are ``indices[ok]``."""
-
-    indices: np.ndarray
-    x: np.ndarray
-    ok: np.ndarray
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-
-def iter_arrays(
-    dataset: Dataset,
-    preprocess: ImageTransform | None,
-    chunk_size: int = 512,
-    workers: int = 1,
-    progress: LoadProgress | None = None,
-) -> Iterator[ArrayChunk]:
-    """Decode + preprocess `dataset` in chunks of `chunk_size` records (bounded memory).
-
-    A chunk where no image is readable yields an empty ``x``; a dataset where none is readable
-    raises `InvalidDataset` naming the first error.
-    """
-    from medsight.models.inputs import load_arrays
-
-    n = len(dataset)
-    errors: list[tuple[str, str]] = []
-    any_ok = False
-    for start in range(0, n, chunk_size):
-        idx = np.arange(start, min(start + chunk_size, n))
-        sub = dataset.subset(idx, name=dataset.name)
-        try:
-            loaded = load_arrays(sub, preprocess=preprocess, workers=workers)
-        except InvalidDataset:
-            # every image of this chunk is unreadable: name them and go on
-            chunk_errors = _chunk_errors(sub)
-            errors.extend(chunk_errors)
-            none_ok = np.zeros(len(idx), bool)
-            yield ArrayChunk(idx, np.zeros((0,), np.float32), none_ok, chunk_errors)
-        else:
-            any_ok = True
-            errors.extend(loaded.errors)
-            yield ArrayChunk(idx, loaded.x, np.asarray(loaded.ok, bool), list(loaded.errors))
-        if progress is not None:
-            progress(int(idx[-1]) + 1, n)
-    if n and not any_ok:
-        raise InvalidDataset(
-            f"{dataset.name}: none of its {n} images could be read; first error: "
-            f"{errors[0][0]}: {errors[0][1]}"
-        )
-
-
-def _chunk_errors(sub: Dataset) -> list[tuple[str, str]]:
-    """(ref, reason) of every record of an all-unreadable chunk."""
-    from medsight.errors import UnreadableImage
-
-    out = []
-    for i, rec in enumerate(sub.records):
-        try:
-            sub.image(i)
-        except UnreadableImage as exc:
-            out.append((rec.ref, exc.reason))
-    return out
 
 
 class ImageCache:
