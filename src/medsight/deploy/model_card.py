@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 CARD_FILE = "model_card.html"
 _SHOWN = ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "ppv", "npv", "f1", "mae",
           "qwk", "ece", "brier")
@@ -19,6 +17,8 @@ _SHOWN = ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "ppv", "np
 
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card page (HTML, no external resources) for `manifest`."""
+    from jinja2 import Environment, PackageLoader, select_autoescape  # only when a bundle is made
+
     env = Environment(loader=PackageLoader("medsight.deploy", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                       lstrip_blocks=True)
