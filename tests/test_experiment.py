@@ -140,3 +140,24 @@ def test_external_evaluation_sits_beside_the_internal_test(tmp_path: Path) -> No
     assert "External vs internal" in html and "Results: external" in html
     preds = pd.read_csv(tmp_path / "run" / "predictions.csv")
     assert (preds["split"] == "external").sum() == 60
+
+
+@pytest.mark.parametrize("kfold", [False, True])
+def test_select_by_a_lower_is_better_metric_picks_the_smallest(kfold: bool) -> None:
+    from types import SimpleNamespace
+
+    from medsight.experiment import _select
+    from medsight.train.loop import LoopConfig
+
+    def result(brier: float, auc: float):
+        metrics = {"brier": brier, "auc": auc, "acc": 0.5}
+        split = SimpleNamespace(metrics=metrics)
+        return SimpleNamespace(mean=metrics, sd={"brier": 0.0, "auc": 0.0},
+                               splits={"val": split, "test": split})
+
+    results = {"worst": result(0.30, 0.70), "best": result(0.10, 0.60), "mid": result(0.20, 0.90)}
+    best, board = _select(results, "brier", kfold)
+    assert best == "best" and [r["model"] for r in board] == ["best", "mid", "worst"]
+    assert _select(results, "auc", kfold)[0] == "mid"
+    assert LoopConfig(monitor="brier").mode == "min" and LoopConfig(monitor="auc").mode == "max"
+    assert LoopConfig(monitor="loss").mode == "min"

@@ -27,6 +27,7 @@ from medsight.data.dataset import Dataset, Task
 from medsight.data.open import open_source
 from medsight.errors import InvalidConfig, InvalidDataset, MedsightError
 from medsight.evaluate import plots
+from medsight.evaluate.metrics import higher_is_better
 from medsight.evaluate.report import ReportData, SplitResult, render_report
 from medsight.evaluate.schemes import (
     CVResult,
@@ -258,7 +259,8 @@ def _refit_all(spec: ModelConfig, cfg: ExperimentConfig, ds: Dataset) -> Medsigh
 
 def _select(results: dict[str, HoldoutResult | CVResult], metric: str,
             kfold: bool) -> tuple[str, list[dict[str, Any]]]:
-    """Best candidate by the validation metric (CV mean for k-fold); never by the test split."""
+    """Best candidate by the validation metric (CV mean for k-fold; the smallest for an error
+    such as brier, ece or log_loss); never by the test split."""
     board = []
     for label, res in results.items():
         if kfold:
@@ -273,7 +275,8 @@ def _select(results: dict[str, HoldoutResult | CVResult], metric: str,
                    f"test {metric}": test.metrics.get(metric) if test else None,
                    "test acc": test.metrics.get("acc") if test else None}
         board.append(row)
-        row["_key"] = -np.inf if key is None or not np.isfinite(key) else float(key)
+        sign = 1.0 if higher_is_better(metric) else -1.0  # best first, whatever the direction
+        row["_key"] = -np.inf if key is None or not np.isfinite(key) else sign * float(key)
     if len(results) > 1 and all(r["_key"] == -np.inf for r in board):
         raise InvalidDataset(
             "several candidate models but no validation split to choose between them; "

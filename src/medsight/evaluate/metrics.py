@@ -15,6 +15,9 @@ multiclass and ordinal) are described in ``evaluate.inputs``. Keys of the result
 * multilabel: each metric per label (``per_class``) and their macro mean; ``acc`` is the mean
   label-wise accuracy.
 * ``evaluate.HEADLINE_METRICS[task]`` names the ones a summary shows first.
+* direction: `LOWER_IS_BETTER` (errors: ``log_loss``, ``brier``, ``ece``, ``mae``) are better
+  when smaller, every other metric when larger; `higher_is_better(name)` says which, and model
+  selection sorts by it.
 * ``confusion_matrix`` (rows true, columns predicted; multilabel: ``[[tn, fp], [fn, tp]]`` per
   label), ``per_class`` (one flat row per class or label: support, precision, recall,
   specificity, NPV, F1, one-vs-rest AUC), ``notes`` (why a value is None or partial).
@@ -35,6 +38,7 @@ from medsight.evaluate.bootstrap import metrics_with_ci
 from medsight.evaluate.inputs import Problem, check_inputs
 from medsight.jsonable import jsonable
 
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "mae"})
 SINGLE_CLASS = "y_true and the predictions hold one and the same class: chance agreement is total"
 
 
@@ -82,6 +86,11 @@ def compute_metrics(
             n_bins=n_bins,
         )
     return jsonable(result)
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` is better (False for the errors in `LOWER_IS_BETTER`)."""
+    return metric not in LOWER_IS_BETTER
 
 
 def _class_rows(info: dict, names: list[str]) -> list[dict[str, Any]]:

@@ -39,7 +39,14 @@ from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
 from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, targets_tensor
 from medsight.train.device import PRECISIONS, RunSettings, seed_everything
-from medsight.train.loop import LOWER_IS_BETTER, Callback, LoopConfig, Trainer, TrainEvent, Validation
+from medsight.train.loop import (
+    Callback,
+    LoopConfig,
+    Trainer,
+    TrainEvent,
+    Validation,
+    lower_is_better,
+)
 from medsight.train.losses import TaskLoss, class_weight_tensor
 from medsight.train.optim import OPTIMIZERS
 from medsight.train.predict import map_batches, predict_proba
@@ -291,7 +298,7 @@ class TorchClassifier(MedsightEstimator):
 
             recipe = Recipe(new_model, trainer, loss, BatchAugment(aug, spatial), settings,
                             self.seed, self.batch_size, self._eval_batch(),
-                            lower_is_better=self.monitor in LOWER_IS_BETTER)
+                            lower_is_better=lower_is_better(self.monitor))
             model, result = train_network(recipe, CachedImages(cache, targets), semi,
                                           unlabeled.cache if unlabeled is not None else None)
 

@@ -43,8 +43,18 @@ from medsight.train.predict import predict_proba
 from medsight.train.schedules import build_scheduler
 
 CHECKPOINT_FORMAT = 1
-LOWER_IS_BETTER = {"loss", "log_loss", "brier", "ece", "mae"}
 log = logging.getLogger(__name__)
+
+
+def lower_is_better(monitor: str) -> bool:
+    """True for the validation ``loss`` and evaluate's error metrics (brier, ece, log_loss, mae).
+
+    The validation scores are `compute_metrics` values (see `Validation`), so their direction is
+    evaluate's table, imported where `Validation` imports the metrics.
+    """
+    from medsight.evaluate.metrics import higher_is_better
+
+    return monitor == "loss" or not higher_is_better(monitor)
 
 
 @dataclass
@@ -104,7 +114,7 @@ class LoopConfig:
     @property
     def mode(self) -> str:
         """``"min"`` for losses and errors (loss, brier, ece, mae), ``"max"`` for AUC, acc..."""
-        return "min" if self.monitor in LOWER_IS_BETTER else "max"
+        return "min" if lower_is_better(self.monitor) else "max"
 
 
 @dataclass
