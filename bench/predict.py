@@ -4,11 +4,12 @@
 1. Throughput. Two bundles are made from tiny runs on BreastMNIST (1 epoch on 24 images, so the
    weights are as good as random, which is all a throughput figure needs): ``resnet18_28`` at
    28 px and torchvision ``resnet18`` at 224 px. For batch 1 and 32, rounds alternate between a
-   bare ``onnxruntime.InferenceSession`` built from the bundle's graph bytes (``session.run`` on
-   already preprocessed tensors, probabilities output only) and ``Predictor.predict_batch`` on
-   the same images as read (28x28 `Image`s); the Predictor's inference figure excludes the
-   preprocessing (resize + minmax) it also runs, which is reported separately per image. Median
-   over rounds, and the median of the per-round ratio (robust on a busy machine).
+   bare ``onnxruntime.InferenceSession`` built from the bundle's graph bytes with the runtime's
+   session options (``session.run`` on already preprocessed tensors, probabilities output
+   only), the same with ORT's default options, and ``Predictor.predict_batch`` on the same
+   images as read (28x28 `Image`s); the Predictor's figure excludes the preprocessing (resize +
+   minmax) it also runs, which is reported separately per image. Median over rounds, and the
+   median of the per-round ratio to the bare session (robust on a busy machine).
 2. Cold start: ``medsight predict --bundle resnet18_28.msb one.png --out r.json`` in a new
    process, wall time (median of 3), and whether torch got imported (it must not).
 3. Peak memory: ``medsight predict`` over a folder of N tiny PNGs (generated under /tmp, default
@@ -79,19 +80,27 @@ def throughput(bundle_path: Path, batch: int, rounds: int, n_images: int) -> dic
 
     from medsight.deploy.bundle_archive import read_bundle
     from medsight.deploy.predictor import Predictor
+    from medsight.deploy.runtime import session_options
 
     predictor = Predictor(bundle_path, batch_size=batch)
     spec = predictor.bundle.manifest["runtime"]
-    session = ort.InferenceSession(read_bundle(bundle_path)[spec["graph"]],
-                                   providers=["CPUExecutionProvider"])
+    graph = read_bundle(bundle_path)[spec["graph"]]
+    session = ort.InferenceSession(graph, session_options(), providers=["CPUExecutionProvider"])
+    default = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     images = test_images(n_images)
     x = np.stack([predictor.bundle.preprocess(im).pixels for im in images]).astype(np.float32)
 
-    def bare() -> float:
+    def run_bare(sess: Any) -> float:
         t0 = time.perf_counter()
         for s in range(0, len(x), batch):
-            session.run([spec["probabilities_output"]], {spec["input_name"]: x[s:s + batch]})
+            sess.run([spec["probabilities_output"]], {spec["input_name"]: x[s:s + batch]})
         return time.perf_counter() - t0
+
+    def bare() -> float:
+        return run_bare(session)
+
+    def bare_default() -> float:
+        return run_bare(default)
 
     def ours() -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -100,17 +109,20 @@ def throughput(bundle_path: Path, batch: int, rounds: int, n_images: int) -> dic
         pre = sum(p.timings_ms["preprocess"] for p in preds) / 1e3
         return wall - pre, pre
 
-    bare(), ours()  # warm up: first-call allocations of both
+    bare(), bare_default(), ours()  # warm up: first-call allocations of each
     rows = []
     for r in range(rounds):
-        order = [bare, ours] if r % 2 == 0 else [ours, bare]
+        order = [bare, bare_default, ours]
+        order = order[r % 3:] + order[:r % 3]
         got = {f.__name__: f() for f in order}
         b, (o, pre) = got["bare"], got["ours"]
-        rows.append({"bare_s": b, "predictor_s": o, "preprocess_s": pre, "ratio": b / o})
+        rows.append({"bare_s": b, "bare_default_s": got["bare_default"], "predictor_s": o,
+                     "preprocess_s": pre, "ratio": b / o})
     n = len(x)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     return {"batch": batch, "images": n, "rounds": rounds,
             "bare_images_per_s": n / med["bare_s"], "predictor_images_per_s": n / med["predictor_s"],
+            "bare_default_images_per_s": n / med["bare_default_s"],
             "predictor_end_to_end_images_per_s": n / (med["predictor_s"] + med["preprocess_s"]),
             "ratio": med["ratio"], "preprocess_ms_per_image": 1e3 * med["preprocess_s"] / n}
 
@@ -196,14 +208,17 @@ def render(result: dict[str, Any]) -> str:
              f"`bench/predict.py` ({result['when']}; CPU {result['cpu']}, {result['cores']}; load "
              f"average before/after {result['load_before']} / {result['load_after']}). Rerun: "
              "`make bench-predict RUN=1`.", "",
-             "Throughput, images/s (median over alternating rounds; 'Predictor' excludes the "
+             "Throughput, images/s (median over rotating rounds; 'bare ORT' uses the runtime's "
+             "session options, 'ORT defaults' ORT's own; 'Predictor' excludes the "
              "preprocessing it runs, 'end to end' includes it; ratio = bare time / Predictor "
              "time, per round, median; target >= 0.95):", "",
-             "| model | input | batch | bare ORT | Predictor | ratio | end to end | preprocess ms/image |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | input | batch | bare ORT | ORT defaults | Predictor | ratio | end to end "
+             "| preprocess ms/image |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, rows in result["throughput"].items():
         for r in rows:
             lines.append(f"| {name} | {MODELS[name]} px | {r['batch']} | {r['bare_images_per_s']:.1f} | "
+                         f"{r.get('bare_default_images_per_s', float('nan')):.1f} | "
                          f"{r['predictor_images_per_s']:.1f} | {r['ratio']:.3f} | "
                          f"{r['predictor_end_to_end_images_per_s']:.1f} | "
                          f"{r['preprocess_ms_per_image']:.2f} |")
