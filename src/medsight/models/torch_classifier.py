@@ -59,9 +59,10 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
 STATE_FILE = "torch.json"
 PREPROCESS_FILE = "preprocess.json"
-# parameters that change how a run is executed or reported, not what it computes
-_RUN_ONLY = {"checkpoint_dir", "resume", "threads", "num_workers", "load_workers", "device",
-             "eval_batch_size", "tta", "threshold_method", "target_sensitivity", "progress"}
+# parameters that leave the trained weights unchanged, so a resumed run may change them (precision
+# and channels_last change the arithmetic: a resume must keep them)
+_NOT_TRAINING = {"checkpoint_dir", "resume", "threads", "num_workers", "load_workers", "device",
+                 "eval_batch_size", "tta", "threshold_method", "target_sensitivity", "progress"}
 
 
 class TorchClassifier(MedsightEstimator):
@@ -483,7 +484,7 @@ class TorchClassifier(MedsightEstimator):
                      unlabeled: CachedImages | None) -> str:
         """What a resumed run must share with the interrupted one: parameters and data."""
         h = hashlib.sha256()
-        params = {k: v for k, v in self.get_params().items() if k not in _RUN_ONLY}
+        params = {k: v for k, v in self.get_params().items() if k not in _NOT_TRAINING}
         h.update(json.dumps(jsonable(params), sort_keys=True, default=str).encode())
         for ds in (train, val):
             if ds is not None:
