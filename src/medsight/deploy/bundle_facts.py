@@ -22,6 +22,7 @@ import yaml
 
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.errors import InvalidConfig, UnreadableImage
+from medsight.jsonable import jsonable
 from medsight.models.base import MedsightEstimator, load_estimator
 
 MAX_STATS_IMAGES = 512  # training images read for the intensity statistics (evenly spaced)
@@ -76,7 +77,7 @@ def _dataset(frame: pd.DataFrame, est: MedsightEstimator, name: str) -> Dataset:
     records = []
     meta_cols = [c for c in frame.columns if c.startswith("meta.")]
     for row in frame.to_dict("records"):
-        meta = {c[len("meta."):]: _plain(row[c]) for c in meta_cols if not _missing(row[c])}
+        meta = {c[len("meta."):]: jsonable(row[c]) for c in meta_cols if not _missing(row[c])}
         records.append(Record(ref=row["ref"], label=_label(row["label"], est.task_),
                               patient_id=None if _missing(row.get("patient_id")) else row["patient_id"],
                               study_id=None if _missing(row.get("study_id")) else row["study_id"],
@@ -86,10 +87,6 @@ def _dataset(frame: pd.DataFrame, est: MedsightEstimator, name: str) -> Dataset:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _label(value: Any, task: Task) -> Any:
