@@ -53,6 +53,7 @@ def test_unreadable_inputs_are_reported_the_rest_predicted_exit_1(classical_run,
     paths, expected = write_test_pngs(classical_run, tmp_path / "in")
     (tmp_path / "in" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     aborts = _aborting_j2k(tmp_path / "in")
+    (tmp_path / "in" / "labels.csv").write_text("path,label\n")  # a document: skipped, not failed
     out = tmp_path / "results.csv"
     reports = tmp_path / "reports"
     result = CliRunner().invoke(app, ["predict", "-b", str(bundle_of(classical_run)),
@@ -60,6 +61,7 @@ def test_unreadable_inputs_are_reported_the_rest_predicted_exit_1(classical_run,
                                       "--report-dir", str(reports), "--timeout", "20"])
     assert result.exit_code == 1, result.output
     assert "corrupt.png" in result.output and "decoder crashed (signal 6" in result.output
+    assert "2 failed" in result.output and "1 documents (.csv, .txt ...) skipped" in result.output
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
     by_path = {r["path"]: r for r in rows}

@@ -50,8 +50,9 @@ def show_results(summary) -> None:
             table.add_row(p.source, p.label, f"{p.confidence:.3f}",
                           "\n".join(p.warnings) if p.warnings else "")
         console.print(table)
+    skipped = f", {summary.skipped} documents (.csv, .txt ...) skipped" if summary.skipped else ""
     console.print(f"{summary.ok} predicted, {len(summary.failures)} failed, {summary.warned} with "
-                  "warnings")
+                  f"warnings{skipped}")
     for source, reason in summary.failures[:50]:
         err_console.print(f"[bold red]not predicted:[/] {source}: {reason}")
     if len(summary.failures) > 50:

@@ -24,12 +24,14 @@ KEPT_ROWS = 20  # results kept in the summary for display; the file holds them a
 @dataclass
 class BatchSummary:
     """What a batch did: counts, the first results (for display), every failure with its reason,
-    and where the results and the report index were written."""
+    how many documents (``.csv``, ``.txt`` ...) the folder walk skipped, and where the results
+    and the report index were written."""
 
     n: int = 0
     first: list[Prediction] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     warned: int = 0
+    skipped: int = 0
     out: Path | None = None
     index: Path | None = None
 
@@ -109,7 +111,10 @@ def predict_paths(
         reports = ReportWriter(Path(report_dir), predictor.bundle.manifest) if report_dir else None
         want_heat = bool(report_dir) if heatmaps is None else heatmaps
         try:
-            items = gather_inputs(paths, volumes=predictor.is_volume)
+            def skip(_path: str) -> None:
+                summary.skipped += 1
+
+            items = gather_inputs(paths, volumes=predictor.is_volume, on_skip=skip)
             for item, result in predictor.stream(items, heatmap=want_heat):
                 summary.n += 1
                 _record(summary, source_label(item), result, writer, reports)

@@ -4,7 +4,7 @@ user names (files, folders recursively, a folder's DICOM slices grouped into ser
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,9 @@ from medsight.io import group_series, read_dicom_series, read_image, sniff_forma
 from medsight.io.image import Image
 
 _HEAD = 132  # enough bytes to recognise DICOM by its "DICM" at offset 128
+#: documents that sit next to images in dataset folders; skipped (and counted) in folder walks
+DOCUMENT_SUFFIXES = {".txt", ".csv", ".tsv", ".json", ".md", ".xml", ".html", ".htm", ".yaml",
+                     ".yml", ".pdf", ".py", ".log"}
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,13 @@ def read_input(item: Input) -> Image:
     return read_image(item)
 
 
-def gather_inputs(paths: Iterable[str | os.PathLike[str]], volumes: bool) -> Iterator[Input]:
+def gather_inputs(paths: Iterable[str | os.PathLike[str]], volumes: bool,
+                  on_skip: Callable[[str], None] | None = None) -> Iterator[Input]:
     """The inputs under `paths`, lazily, in a stable order: files as given, folders walked
-    recursively (sorted, hidden entries skipped). With `volumes` (a 3D model) the DICOM files of
-    each folder are grouped by SeriesInstanceUID and each series is one input; a file that is
-    missing is still yielded so that reading it reports why."""
+    recursively (sorted; hidden entries and documents such as ``.csv``/``.txt`` files skipped,
+    each passed to `on_skip`). With `volumes` (a 3D model) the DICOM files of each folder are
+    grouped by SeriesInstanceUID and each series is one input; a file that is missing is still
+    yielded so that reading it reports why."""
     for raw in paths:
         path = Path(raw)
         if not path.is_dir():
@@ -57,8 +62,13 @@ def gather_inputs(paths: Iterable[str | os.PathLike[str]], volumes: bool) -> Ite
             continue
         for folder, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            names = sorted(f for f in files if not f.startswith("."))
-            full = [str(Path(folder) / f) for f in names]
+            full = []
+            for name in sorted(f for f in files if not f.startswith(".")):
+                if Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
+                    if on_skip is not None:
+                        on_skip(str(Path(folder) / name))
+                    continue
+                full.append(str(Path(folder) / name))
             yield from (_series(folder, full) if volumes else full)
 
 
