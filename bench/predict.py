@@ -227,15 +227,33 @@ def render(result: dict[str, Any]) -> str:
                   f"median of {len(c['walls_s'])}): **{c['wall_s']:.2f} s** (target <= 1.5 s); "
                   f"imports alone (medsight.cli, medsight.deploy, onnxruntime) {c['import_s']:.2f} s; "
                   f"torch imported: {'yes' if c['torch_imported'] else 'no'}."]
-    lines += ["", "Peak memory of `medsight predict` (CLI + its decode worker, resident set polled "
-                  "every 0.2 s) over folders of tiny 28x28 PNGs (generated under /tmp):", "",
+    lines += ["", "Peak memory of `medsight predict` (CLI, fork server and decode worker, resident "
+                  "set polled every 0.2 s) over folders of tiny 28x28 PNGs (generated under /tmp):", "",
               "| images | peak RSS (MB) | wall (s) | images/s | rows written | exit |",
               "|---|---|---|---|---|---|"]
     for m in result["memory"]:
         lines.append(f"| {m['images']} | {m['peak_rss_mb']:.0f} | {m['wall_s']:.0f} | "
                      f"{m['images_per_s']:.0f} | {m['rows']} | {m['exit_code']} |")
-    lines += [""] + result.get("notes", [])
+    lines += ["", _verdict(result)]
+    notes = result.get("notes") or []
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    """One line from the measured numbers: which targets were met."""
+    rows = [(name, r) for name, rs in result["throughput"].items() for r in rs]
+    met = [f"{name} batch {r['batch']}" for name, r in rows if r["ratio"] >= 0.95]
+    missed = [f"{name} batch {r['batch']} ({r['ratio']:.2f})" for name, r in rows if r["ratio"] < 0.95]
+    cold = result["cold_start"]["wall_s"]
+    mem = result["memory"]
+    parts = [f">= 95 % of bare ORT for {', '.join(met) or 'none'}"
+             + (f"; below for {', '.join(missed)}" if missed else ""),
+             f"cold start {cold:.2f} s {'meets' if cold <= 1.5 else 'misses'} the 1.5 s target",
+             f"peak memory {mem[0]['peak_rss_mb']:.0f} MB at {mem[0]['images']} images vs "
+             f"{mem[-1]['peak_rss_mb']:.0f} MB at {mem[-1]['images']}"]
+    return "**Verdict:** " + "; ".join(parts) + "."
 
 
 def write_section(result: dict[str, Any], path: Path = MARKDOWN) -> None:
