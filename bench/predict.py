@@ -6,10 +6,11 @@
    28 px and torchvision ``resnet18`` at 224 px. For batch 1 and 32, rounds alternate between a
    bare ``onnxruntime.InferenceSession`` built from the bundle's graph bytes with the runtime's
    session options (``session.run`` on already preprocessed tensors, probabilities output
-   only), the same with ORT's default options, and ``Predictor.predict_batch`` on the same
-   images as read (28x28 `Image`s); the Predictor's figure excludes the preprocessing (resize +
-   minmax) it also runs, which is reported separately per image. Median over rounds, and the
-   median of the per-round ratio to the bare session (robust on a busy machine).
+   only) and ``Predictor.predict_batch`` on the same images as read (28x28 `Image`s); the
+   Predictor's figure excludes the preprocessing (resize + minmax) it also runs, which is
+   reported separately per image. Median over rounds, and the median of the per-round ratio
+   (robust on a busy machine). A session with ORT's default options is timed afterwards, on
+   its own (its spinning threads would slow whatever ran next).
 2. Cold start: ``medsight predict --bundle resnet18_28.msb one.png --out r.json`` in a new
    process, wall time (median of 3), and whether torch got imported (it must not).
 3. Peak memory: ``medsight predict`` over a folder of N tiny PNGs (generated under /tmp, default
@@ -109,15 +110,18 @@ def throughput(bundle_path: Path, batch: int, rounds: int, n_images: int) -> dic
         pre = sum(p.timings_ms["preprocess"] for p in preds) / 1e3
         return wall - pre, pre
 
-    bare(), bare_default(), ours()  # warm up: first-call allocations of each
+    bare(), ours()  # warm up: first-call allocations of each
     rows = []
     for r in range(rounds):
-        order = [bare, bare_default, ours]
-        order = order[r % 3:] + order[:r % 3]
+        order = [bare, ours] if r % 2 == 0 else [ours, bare]
         got = {f.__name__: f() for f in order}
         b, (o, pre) = got["bare"], got["ours"]
-        rows.append({"bare_s": b, "bare_default_s": got["bare_default"], "predictor_s": o,
-                     "preprocess_s": pre, "ratio": b / o})
+        rows.append({"bare_s": b, "predictor_s": o, "preprocess_s": pre, "ratio": b / o})
+    # ORT's default session keeps spare threads spinning after each run, which would slow
+    # whatever runs next: it is timed on its own, after the side-by-side rounds
+    bare_default()
+    for row in rows:
+        row["bare_default_s"] = bare_default()
     n = len(x)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     return {"batch": batch, "images": n, "rounds": rounds,
@@ -208,8 +212,8 @@ def render(result: dict[str, Any]) -> str:
              f"`bench/predict.py` ({result['when']}; CPU {result['cpu']}, {result['cores']}; load "
              f"average before/after {result['load_before']} / {result['load_after']}). Rerun: "
              "`make bench-predict RUN=1`.", "",
-             "Throughput, images/s (median over rotating rounds; 'bare ORT' uses the runtime's "
-             "session options, 'ORT defaults' ORT's own; 'Predictor' excludes the "
+             "Throughput, images/s (median over alternating rounds; 'bare ORT' uses the runtime's "
+             "session options, 'ORT defaults' ORT's own (timed after the rounds); 'Predictor' excludes the "
              "preprocessing it runs, 'end to end' includes it; ratio = bare time / Predictor "
              "time, per round, median; target >= 0.95):", "",
              "| model | input | batch | bare ORT | ORT defaults | Predictor | ratio | end to end "

@@ -91,8 +91,8 @@ def _intensity(pixels: np.ndarray, stats: Mapping[str, Any] | None, what: str) -
     out = []
     lo, hi = float(stats["min"]), float(stats["max"])
     spread = max(hi - lo, 1e-12)
-    # percentiles of an even sample, as the training statistics were (a full sort costs more
-    # than the model on large inputs)
+    # statistics of an even sample, as the training statistics were (full passes over a large
+    # input cost a good part of a small model's forward)
     sample = x[::max(1, x.size // SAMPLE)]
     k01, k99 = int(0.01 * (sample.size - 1)), int(np.ceil(0.99 * (sample.size - 1)))
     part = np.partition(sample, [k01, k99])
@@ -100,8 +100,9 @@ def _intensity(pixels: np.ndarray, stats: Mapping[str, Any] | None, what: str) -
     if p01 < lo - MARGIN * spread or p99 > hi + MARGIN * spread:
         out.append(f"{what} {p01:.4g}..{p99:.4g} (1st-99th percentile) lie outside the training "
                    f"range {lo:.4g}..{hi:.4g}")
-    for key, value, name in (("image_mean", float(x.mean(dtype=np.float64)), "mean"),
-                             ("image_std", float(x.std(dtype=np.float64)), "spread")):
+    sample = sample.astype(np.float64)
+    for key, value, name in (("image_mean", float(sample.mean()), "mean"),
+                             ("image_std", float(sample.std()), "spread")):
         rng = stats.get(key)
         if not rng:
             continue
