@@ -8,38 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cifar_folder import NAMES, write_cifar_folder
 
 from medsight.data.dataset import Task
 from medsight.data.refs import resolve
 from medsight.data.sources.cifar import from_cifar10
 from medsight.errors import InvalidDataset, UnreadableImage
 
-NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PER_BATCH = 4
-
-
-def _write_batch(path: Path, seed: int) -> dict[bytes, object]:
-    rng = np.random.default_rng(seed)
-    batch = {
-        b"batch_label": path.name.encode(),
-        b"labels": [int(v) for v in rng.integers(0, 10, PER_BATCH)],
-        b"data": rng.integers(0, 256, (PER_BATCH, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(PER_BATCH)],
-    }
-    with open(path, "wb") as fh:
-        pickle.dump(batch, fh)
-    return batch
 
 
 @pytest.fixture
 def cifar_folder(tmp_path: Path) -> tuple[Path, dict[str, dict[bytes, object]]]:
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    batches = {f"data_batch_{i}": _write_batch(folder / f"data_batch_{i}", i) for i in range(1, 6)}
-    batches["test_batch"] = _write_batch(folder / "test_batch", 99)
-    with open(folder / "batches.meta", "wb") as fh:
-        pickle.dump({b"label_names": [n.encode() for n in NAMES], b"num_vis": 3072}, fh)
-    return folder, batches
+    return write_cifar_folder(tmp_path, PER_BATCH)
 
 
 def test_train_and_test_splits_with_class_names(cifar_folder) -> None:
