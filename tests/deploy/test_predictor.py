@@ -90,6 +90,8 @@ def test_colour_photograph_and_ct_slice_sent_to_an_ultrasound_model_warn(classic
     ct = predictor.predict(str(CT_SLICE))
     assert any("outside the training range" in w for w in ct.warnings), ct.warnings
     assert any("size 512x512" in w for w in ct.warnings), ct.warnings
+    assert predictor.bundle.manifest["input"]["modality"] == "US"  # from the MedMNIST catalogue
+    assert any("modality CT" in w for w in ct.warnings), ct.warnings
     test = open_run(classical_run).dataset.split("test")
     assert predictor.predict(test.image(0)).warnings == []  # in-distribution: no warning
 

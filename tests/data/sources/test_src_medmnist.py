@@ -26,6 +26,7 @@ def test_breastmnist_official_splits_classes_and_positive(breastmnist: Path) -> 
     assert ds.split("train").class_counts() == {"malignant": 147, "normal, benign": 399}
     assert ds.split("test").class_counts() == {"malignant": 42, "normal, benign": 114}
     assert all(r.patient_id is None for r in ds.records)
+    assert {r.meta["modality"] for r in ds.records} == {"US"}  # what a bundle of it will expect
 
 
 def test_breastmnist_build_decodes_only_label_arrays(
@@ -101,6 +102,8 @@ def test_catalogue_covers_every_subset() -> None:
     assert lookup("adrenal3d").flag == "adrenalmnist3d"
     assert lookup("organmnist3d").sizes == (28, 64)
     assert lookup("pathmnist").sizes == (28, 64, 128, 224)
+    assert all(len(info.modality) >= 2 for info in INFO.values())  # every subset has a code
+    assert (lookup("breast").modality, lookup("retina").modality) == ("US", "OP")
 
 
 def test_renamed_file_needs_a_name(breastmnist: Path, tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def _records(
             ref=f"npz:{path}#{key}/{i}",
             label=v,
             split=split,
-            meta={"index": i, "subset": info.flag, "size": size},
+            meta={"index": i, "subset": info.flag, "size": size, "modality": info.modality},
         )
         for i, v in enumerate(values)
     ]

@@ -32,6 +32,19 @@ _ORGAN_2D = [
 ]
 
 
+# DICOM modality codes (PS3.3 C.7.3.1.1.1) of each subset's source images, so a model trained on
+# them records what it expects: US ultrasound, DX radiography, CT, MR, OP ophthalmic photography,
+# OPT ophthalmic tomography, XC external-camera photography (dermatoscopy), SM slide microscopy,
+# GM general microscopy (blood smears, electron microscopy).
+_MODALITY = {
+    "pathmnist": "SM", "chestmnist": "DX", "dermamnist": "XC", "octmnist": "OPT",
+    "pneumoniamnist": "DX", "retinamnist": "OP", "breastmnist": "US", "bloodmnist": "GM",
+    "tissuemnist": "SM", "organamnist": "CT", "organcmnist": "CT", "organsmnist": "CT",
+    "organmnist3d": "CT", "nodulemnist3d": "CT", "adrenalmnist3d": "CT", "fracturemnist3d": "CT",
+    "vesselmnist3d": "MR", "synapsemnist3d": "GM",
+}
+
+
 @dataclass(frozen=True)
 class MedMNISTInfo:
     """One MedMNIST subset as described by the official ``info.py``."""
@@ -44,6 +57,11 @@ class MedMNISTInfo:
     md5: dict[int, str] = field(default_factory=dict)
     positive_class: int | None = None
     license: str = "CC BY 4.0"
+
+    @property
+    def modality(self) -> str:
+        """DICOM modality code of the subset's source images (``US`` for BreastMNIST)."""
+        return _MODALITY[self.flag]
 
     @property
     def is_3d(self) -> bool:
