@@ -65,6 +65,25 @@ class Image:
     def is_volume(self) -> bool:
         return self.pixels.ndim == 4
 
+    def shifted_origin(self, offset: tuple[float, ...],
+                       spacing: tuple[float, ...] | None = None) -> tuple[float, ...] | None:
+        """The patient-space position of the voxel `offset` voxels from the first one (in units of
+        `spacing`, default this image's): the origin after a crop, pad or panel cut.
+
+        Direction columns are the patient-space directions of the spatial axes. Returns the old
+        origin unchanged when geometry is unknown or does not fit.
+        """
+        if self.origin is None:
+            return None
+        origin = np.asarray(self.origin, dtype=float)
+        n = len(offset)
+        direction = np.eye(len(origin)) if self.direction is None else np.asarray(self.direction)
+        if direction.ndim != 2 or direction.shape[0] != len(origin) or direction.shape[1] < n:
+            return self.origin
+        step = np.asarray(self.spacing if spacing is None else spacing, dtype=float)
+        move = direction[:, :n] @ (np.asarray(offset, dtype=float) * step)
+        return tuple(float(v) for v in origin + move)
+
     def with_pixels(self, pixels: np.ndarray, spacing: tuple[float, ...] | None = None) -> Image:
         """A copy of this image with new pixels (and optionally spacing); ids and metadata kept."""
         return Image(

@@ -226,20 +226,3 @@ def check_size_param(size: Any, what: str) -> None:
 def gray(pixels: np.ndarray) -> np.ndarray:
     """The channel mean of a channels-first array (spatial array, float64)."""
     return pixels.astype(np.float64).mean(axis=0)
-
-
-def shifted_origin(image: Image, offset: tuple[float, ...], spacing: tuple[float, ...]) -> Any:
-    """Origin after the first voxel moved by `offset` voxels (in units of `spacing`).
-
-    Follows `Image`: direction columns are the patient-space directions of the spatial axes.
-    Returns the old origin unchanged when geometry is unknown or does not fit.
-    """
-    if image.origin is None:
-        return None
-    origin = np.asarray(image.origin, dtype=float)
-    n = len(offset)
-    direction = np.eye(len(origin)) if image.direction is None else np.asarray(image.direction)
-    if direction.ndim != 2 or direction.shape[0] != len(origin) or direction.shape[1] < n:
-        return image.origin
-    move = direction[:, :n] @ (np.asarray(offset, dtype=float) * np.asarray(spacing, dtype=float))
-    return tuple(float(v) for v in origin + move)

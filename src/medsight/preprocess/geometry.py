@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from skimage.transform import resize as sk_resize
 
 from medsight.errors import InvalidConfig
 from medsight.io.image import Image
@@ -16,7 +15,6 @@ from medsight.preprocess.base import (
     check_size_param,
     record,
     register_step,
-    shifted_origin,
     spatial_size,
 )
 
@@ -66,7 +64,7 @@ def pad_image(image: Image, pads: list[tuple[int, int]], value: float) -> Image:
         return image.with_pixels(image.pixels.copy())
     out = np.pad(image.pixels, [(0, 0), *pads], mode="constant", constant_values=value)
     res = image.with_pixels(out)
-    res.origin = shifted_origin(image, tuple(-a for a, _ in pads), image.spacing)
+    res.origin = image.shifted_origin(tuple(-a for a, _ in pads))
     n = len(pads)
     return record_transform(res, "pad", image.spatial_shape, (1.0,) * n,
                             tuple(-float(a) for a, _ in pads))
@@ -76,7 +74,7 @@ def crop_image(image: Image, start: tuple[int, ...], stop: tuple[int, ...]) -> I
     """Crop the spatial axes to ``[start, stop)``; the origin moves to the new first voxel."""
     sl = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
     res = image.with_pixels(image.pixels[(slice(None), *sl)].copy())
-    res.origin = shifted_origin(image, tuple(float(a) for a in start), image.spacing)
+    res.origin = image.shifted_origin(tuple(float(a) for a in start))
     return record_transform(res, "crop", image.spatial_shape, (1.0,) * len(start),
                             tuple(float(a) for a in start))
 
@@ -84,9 +82,12 @@ def crop_image(image: Image, start: tuple[int, ...], stop: tuple[int, ...]) -> I
 def resize_pixels(
     pixels: np.ndarray, shape: tuple[int, ...], order: int, anti_aliasing: bool
 ) -> np.ndarray:
-    """Resample the spatial axes of a channels-first array to `shape` (skimage ``resize``)."""
+    """Resample the spatial axes of a channels-first array to `shape` (skimage ``resize``,
+    imported on the first image that needs resampling)."""
     if tuple(pixels.shape[1:]) == tuple(shape):
         return pixels.copy()
+    from skimage.transform import resize as sk_resize
+
     out = sk_resize(
         pixels.astype(np.float64),
         (pixels.shape[0], *shape),
@@ -143,7 +144,7 @@ class Resize(Step):
         resized = image.with_pixels(pixels, spacing=spacing)
         # the centre of the first voxel moves by half the change of voxel size
         half = tuple((n - o) / 2.0 / o for n, o in zip(spacing, image.spacing, strict=True))
-        resized.origin = shifted_origin(image, half, image.spacing)
+        resized.origin = image.shifted_origin(half)
         if inner != shape:
             # skimage's resize maps output centre i to input (i + 0.5) * s / n - 0.5
             scale = tuple(s / n for s, n in zip(shape, inner, strict=True))

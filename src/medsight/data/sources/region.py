@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from medsight.data.refs import register_scheme, resolve
 from medsight.errors import InvalidConfig, UnreadableImage
 from medsight.io.image import Image
@@ -33,25 +31,13 @@ def crop_region(image: Image, box: Box, index: int | None = None, n: int | None 
             f"region {list(box)} does not fit {image.source} of shape {image.pixels.shape}"
         )
     out = image.with_pixels(image.pixels[:, y0:y1, x0:x1].copy())
-    out.origin = _panel_origin(image, (y0, x0))
+    out.origin = image.shifted_origin((y0, x0))
     out.metadata = dict(out.metadata)
     out.metadata["montage"] = {"panel_index": index, "box": [x0, y0, x1, y1], "n_panels": n,
                                "parent_source": image.source}
     if index is not None:
         out.source = f"{image.source}[panel {index}]"
     return out
-
-
-def _panel_origin(image: Image, start: tuple[int, int]) -> Any:
-    """The patient-space position of pixel `start` (row, col); the old origin when unknown."""
-    if image.origin is None:
-        return None
-    origin = np.asarray(image.origin, dtype=float)
-    direction = np.eye(len(origin)) if image.direction is None else np.asarray(image.direction)
-    if direction.ndim != 2 or direction.shape[0] != len(origin) or direction.shape[1] < 2:
-        return image.origin
-    move = direction[:, :2] @ (np.asarray(start, dtype=float) * np.asarray(image.spacing, dtype=float))
-    return tuple(float(v) for v in origin + move)
 
 
 def _resolve_region(rest: str, meta: dict[str, Any]) -> Image:
