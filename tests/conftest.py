@@ -33,19 +33,23 @@ def breastmnist() -> Path:
     return shared_path("medmnist", "breastmnist.npz")
 
 
-def tiny_nets() -> ModuleType:
-    """tests/train/tiny_nets.py imported once as `tiny_nets` (it registers the tiny test networks).
+def load_module(name: str, path: Path) -> ModuleType:
+    """Import a file outside any package (a bench script, a test helper) once, as `name`.
 
-    Test folders are not packages, so every user goes through this one module object; a second
-    import would register the networks twice.
+    Every user gets the one module object; a second import would, e.g., register the tiny test
+    networks twice.
     """
-    if "tiny_nets" not in sys.modules:
-        path = Path(__file__).resolve().parent / "train" / "tiny_nets.py"
-        spec = importlib.util.spec_from_file_location("tiny_nets", path)
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules["tiny_nets"] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
-    return sys.modules["tiny_nets"]
+    return sys.modules[name]
+
+
+def tiny_nets() -> ModuleType:
+    """tests/train/tiny_nets.py imported once as `tiny_nets` (it registers the tiny test networks)."""
+    return load_module("tiny_nets", Path(__file__).resolve().parent / "train" / "tiny_nets.py")
 
 
 @pytest.fixture

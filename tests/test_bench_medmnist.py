@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from conftest import load_module, shared_path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "medmnist.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_medmnist", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_medmnist"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench_medmnist", BENCH)
 
 
 def test_tiny_run_writes_records_and_the_medmnist_section(bench, tmp_path):

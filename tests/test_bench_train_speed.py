@@ -6,28 +6,20 @@ A tiny CNN on 64 BreastMNIST images keeps this to seconds; the full benchmark (r
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import load_module, shared_path
 from torch import nn
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_speed.py"
 
 
 def _bench():
-    """Import bench/train_speed.py (bench is not a package)."""
-    if "train_speed" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("train_speed", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["train_speed"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["train_speed"]
+    return load_module("train_speed", BENCH)
 
 
 def _tiny() -> nn.Module:

@@ -10,14 +10,12 @@ into UnreadableImage (a Rust panic reaching the worker loop, for one, kills it t
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import shared_path
+from conftest import load_module, shared_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,12 +27,7 @@ _GDCM_CODECS = ("RLE", "JPEG")
 
 
 def _load_bench():
-    if "bench_fuzz" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_fuzz", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_fuzz"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_fuzz"]
+    return load_module("bench_fuzz", BENCH)
 
 
 fuzz = _load_bench()

@@ -3,24 +3,18 @@ same graph, the process-tree memory probe works, and the BENCHMARKS.md section r
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_module
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "predict.py"
 pytestmark = pytest.mark.xdist_group("deploy_runs")
 
 
 def _bench():
-    if "bench_predict" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_predict", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_predict"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_predict"]
+    return load_module("bench_predict", BENCH)
 
 
 def test_throughput_side_by_side_and_section(cnn2d_run, bundle_of) -> None:
