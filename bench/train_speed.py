@@ -55,7 +55,7 @@ from medsight.train.device import RunSettings, available_cpus  # noqa: E402
 from medsight.train.loop import LoopConfig, SupervisedObjective, Trainer, TrainEvent  # noqa: E402
 from medsight.train.losses import TaskLoss  # noqa: E402
 
-DATA = Path("/work/shared/data/medmnist/breastmnist.npz")
+DATA = ROOT.parent / "shared" / "data" / "medmnist" / "breastmnist.npz"
 RESULT = ROOT / "bench" / "results" / "train_speed.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 HEADING = "## Training speed"
