@@ -79,7 +79,7 @@ def test_library_errors_are_wrapped(monkeypatch, pydicom_file):
     def explode(*args, **kwargs):
         raise KeyError("internal")
 
-    monkeypatch.setattr("medsight.io.read.read_dicom", explode)
+    monkeypatch.setattr("medsight.io.dicom.read_dicom", explode)
     with pytest.raises(UnreadableImage, match="unexpected KeyError") as info:
         read_image(pydicom_file("CT_small.dcm"))
     assert isinstance(info.value.__cause__, KeyError)

@@ -8,6 +8,7 @@ import pytest
 from medsight.errors import InvalidConfig
 from medsight.io.image import Image
 from medsight.preprocess import CenterCrop, PadTo, Resize
+from medsight.preprocess.geometry import resize_pixels
 
 
 def test_resize_plain_updates_spacing():
@@ -82,3 +83,18 @@ def test_resize_bad_parameters(kwargs):
 def test_size_axes_must_match_image():
     with pytest.raises(InvalidConfig, match="axes"):
         Resize((4, 4, 4))(Image(np.zeros((1, 8, 8))))
+
+
+@pytest.mark.parametrize("shape,size", [((1, 28, 28), (20, 20)), ((3, 17, 40), (33, 9)),
+                                        ((2, 9, 12, 7), (16, 5, 7)), ((1, 1, 30), (4, 61))])
+@pytest.mark.parametrize("anti_aliasing", [True, False])
+def test_linear_resize_matches_skimage(shape, size, anti_aliasing) -> None:
+    """The numpy linear resize (no scikit-image import) is skimage's resize to float32 rounding."""
+    from skimage.transform import resize
+
+    x = np.random.default_rng(0).random(shape).astype(np.float32) * 1000
+    ref = resize(x.astype(np.float64), (shape[0], *size), order=1, mode="edge", preserve_range=True,
+                 anti_aliasing=anti_aliasing)
+    got = resize_pixels(x, size, 1, anti_aliasing)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7 * 1000)

@@ -1,5 +1,6 @@
 """What a Predictor can be given to read: files, bytes, DICOM series, and the walk of the paths a
-user names (files, folders recursively, a folder's DICOM slices grouped into series)."""
+user names (files, folders recursively, a folder's DICOM slices grouped into series). The DICOM
+series functions (pydicom) are imported only when a series is met, so PNG inputs never load them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from medsight.io import group_series, read_dicom_series, read_image, sniff_format
+from medsight.io import read_image, sniff_format
 from medsight.io.image import Image
 
 _HEAD = 132  # enough bytes to recognise DICOM by its "DICM" at offset 128
@@ -44,6 +45,8 @@ def read_input(item: Input) -> Image:
     if isinstance(item, Image):
         return item
     if isinstance(item, SeriesInput):
+        from medsight.io.dicom_series import read_dicom_series
+
         return read_dicom_series(list(item.files))
     return read_image(item)
 
@@ -73,6 +76,8 @@ def gather_inputs(paths: Iterable[str | os.PathLike[str]], volumes: bool,
 
 
 def _series(folder: str, files: list[str]) -> Iterator[Input]:
+    from medsight.io.dicom_series import group_series
+
     dicom, other = [], []
     for f in files:
         (dicom if _is_dicom(f) else other).append(f)

@@ -3,7 +3,8 @@
 Accepts a path (str or PathLike) or an upload (bytes, bytearray, memoryview, or a binary
 file-like such as BytesIO). The reader is chosen from the first bytes (`sniff_format`), never
 from the file name. Anything that goes wrong becomes `UnreadableImage` naming the source and
-the reason; no library exception escapes.
+the reason; no library exception escapes. The DICOM and NIfTI readers (pydicom, nibabel) are
+imported on the first file of their format, so reading PNGs never loads them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from medsight.errors import UnreadableImage
-from medsight.io.dicom import dataset_to_image, load_dataset, read_dicom
-from medsight.io.dicom_pixels import has_pixel_data
 from medsight.io.image import Image
-from medsight.io.nifti import read_nifti
 from medsight.io.panics import is_panic, panic_reason
 from medsight.io.raster import read_raster
 from medsight.io.sniff import HEAD_BYTES, sniff_format
@@ -102,8 +100,12 @@ def _dispatch(label: str, path: Path | None, data: bytes | None) -> Image:
     head = _head(path, data, label)
     fmt = sniff_format(head)
     if fmt == "dicom":
+        from medsight.io.dicom import read_dicom
+
         return read_dicom(path if path is not None else io.BytesIO(data or b""), label)
     if fmt == "nifti":
+        from medsight.io.nifti import read_nifti
+
         return read_nifti(path if path is not None else (data or b""), label)
     if fmt in ("png", "jpeg", "tiff"):
         return read_raster(path if path is not None else io.BytesIO(data or b""), label)
@@ -127,6 +129,9 @@ def _second_try_dicom(path: Path | None, data: bytes | None, label: str) -> Imag
     Accepted only when pydicom finds an image pixel module (Rows, Columns, pixel data) and a
     handful of elements: random bytes parsed with ``force=True`` never look like that.
     """
+    from medsight.io.dicom import dataset_to_image, load_dataset
+    from medsight.io.dicom_pixels import has_pixel_data
+
     try:
         ds = load_dataset(path if path is not None else io.BytesIO(data or b""), label)
     except UnreadableImage:

@@ -4,7 +4,15 @@ Steps (registered names): window, dicom_window, clip_percentile, zscore, minmax,
 crop_foreground, resize, pad_to, center_crop, median, nl_means, to_channels, align.
 Also: split_montage / split_montages (multi-panel images), register / build_template
 (alignment) and preview_grid (before/after figure).
+
+Steps import scikit-image, SciPy and SimpleITK inside the code that uses them, and the montage
+functions (which build datasets) load on first access, so replaying a simple chain (resize,
+minmax, zscore) loads none of them: a prediction's cold start depends on it.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from medsight.preprocess.align import Align, build_template, register, save_reference
 from medsight.preprocess.base import (
@@ -29,7 +37,6 @@ from medsight.preprocess.intensity import (
     Window,
     ZScore,
 )
-from medsight.preprocess.montage import find_panels, split_montage, split_montages
 from medsight.preprocess.preview import preview_grid
 
 __all__ = [
@@ -63,3 +70,11 @@ __all__ = [
     "split_montage",
     "split_montages",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("find_panels", "split_montage", "split_montages"):
+        from medsight.preprocess import montage
+
+        return getattr(montage, name)
+    raise AttributeError(f"module 'medsight.preprocess' has no attribute {name!r}")

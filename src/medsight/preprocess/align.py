@@ -6,6 +6,7 @@ Registration runs in pixel units (spacing 1, origin 0) on the channel mean, mult
 with Mattes mutual information (or mean squares / correlation) and regular-step gradient descent
 from a geometry-centred initial transform; the transform found is applied to every channel.
 It uses a fixed number of threads (1 by default) so the result replays to the same bytes.
+SimpleITK is imported on the first registration, not with the module.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset, MedsightError
 from medsight.io.image import Image
 from medsight.preprocess.base import Step, _short_repr, gray, record, register_step, to_plain
 from medsight.preprocess.geometry import resize_pixels
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,14 @@ METRICS = ("mattes", "mean_squares", "correlation")
 
 
 def _to_sitk(array: np.ndarray) -> sitk.Image:
+    import SimpleITK as sitk
+
     return sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
 
 
 def _initial_transform(kind: str, fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
+    import SimpleITK as sitk
+
     dim = fixed.GetDimension()
     if kind == "translation":
         return sitk.TranslationTransform(dim)
@@ -97,6 +104,8 @@ def register(
     the ITK angle (x towards y). Pixels mapped from outside the moving image get `fill` (a number
     or ``"min"``, the channel minimum). Output spacing/origin/direction are the fixed image's.
     """
+    import SimpleITK as sitk
+
     _check_options(transform, metric, iterations, fill, threads)
     if moving.is_volume != fixed.is_volume:
         raise InvalidConfig(

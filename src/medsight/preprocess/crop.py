@@ -4,10 +4,6 @@ and noise specks, reporting the box kept and how much was removed on each side."
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-from skimage.feature import canny
-from skimage.filters import threshold_otsu
-from skimage.morphology import ball, disk
 
 from medsight.errors import InvalidConfig
 from medsight.io.image import Image
@@ -46,6 +42,11 @@ def foreground_mask(
     the shortest side, so an outline broken where the anatomy meets the image border is still
     joined with the edges inside it into one region.
     """
+    from scipy import ndimage
+    from skimage.feature import canny
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import ball, disk
+
     x = _unit(image_gray)
     if float(x.max()) == 0.0:
         return np.zeros(x.shape, dtype=bool)
@@ -76,6 +77,8 @@ def foreground_mask(
 
 def main_component(mask: np.ndarray, component_ratio: float) -> np.ndarray:
     """The largest connected component plus any other at least `component_ratio` of its size."""
+    from scipy import ndimage
+
     labels, n = ndimage.label(mask)
     if n == 0:
         return np.zeros(mask.shape, dtype=bool)

@@ -4,8 +4,6 @@ level estimated from each image. Both filter spatial axes only, channel by chann
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-from skimage.restoration import denoise_nl_means
 
 from medsight.errors import InvalidConfig
 from medsight.io.image import Image
@@ -45,6 +43,8 @@ class Median(Step):
 
     def apply(self, image: Image) -> Image:
         footprint = (1,) + (self.size,) * len(image.spatial_shape)
+        from scipy import ndimage
+
         out = ndimage.median_filter(image.pixels, size=footprint, mode="reflect")
         return record(image.with_pixels(out), self.name, size=self.size)
 
@@ -71,6 +71,8 @@ class NLMeans(Step):
         _positive_int(patch_distance, "nl_means patch_distance")
 
     def apply(self, image: Image) -> Image:
+        from skimage.restoration import denoise_nl_means
+
         chans, sigmas = [], []
         for c in image.pixels.astype(np.float64):
             sigma = estimate_noise_sigma(c)

@@ -82,21 +82,57 @@ def crop_image(image: Image, start: tuple[int, ...], stop: tuple[int, ...]) -> I
 def resize_pixels(
     pixels: np.ndarray, shape: tuple[int, ...], order: int, anti_aliasing: bool
 ) -> np.ndarray:
-    """Resample the spatial axes of a channels-first array to `shape` (skimage ``resize``,
-    imported on the first image that needs resampling)."""
+    """Resample the spatial axes of a channels-first array to `shape`, as skimage ``resize``
+    (edge mode, range preserved) does. Linear interpolation (order 1, the default) runs in numpy
+    (`_resize_linear`); other orders import scikit-image on first use."""
     if tuple(pixels.shape[1:]) == tuple(shape):
         return pixels.copy()
+    x = pixels.astype(np.float64)
+    smooth = bool(anti_aliasing) and order > 0
+    if order == 1:
+        return _resize_linear(x, tuple(shape), smooth).astype(np.float32)
     from skimage.transform import resize as sk_resize
 
-    out = sk_resize(
-        pixels.astype(np.float64),
-        (pixels.shape[0], *shape),
-        order=order,
-        mode="edge",
-        preserve_range=True,
-        anti_aliasing=bool(anti_aliasing) and order > 0,
-    )
+    out = sk_resize(x, (pixels.shape[0], *shape), order=order, mode="edge", preserve_range=True,
+                    anti_aliasing=smooth)
     return out.astype(np.float32)
+
+
+def _resize_linear(x: np.ndarray, shape: tuple[int, ...], smooth: bool) -> np.ndarray:
+    """skimage ``resize(order=1, mode="edge")`` axis by axis: a Gaussian of sigma (factor - 1) / 2
+    on each shrunk axis when `smooth`, then linear interpolation at pixel centres
+    (``(i + 0.5) * in / out - 0.5``, clamped to the edge); clipped to the input's range."""
+    lo, hi = float(x.min()), float(x.max())
+    for axis, n_out in enumerate(shape, start=1):
+        n_in = x.shape[axis]
+        if smooth and n_in > n_out:
+            x = _gaussian_axis(x, axis, (n_in / n_out - 1) / 2)
+        if n_in != n_out:
+            x = _linear_axis(x, axis, n_in, n_out)
+    return np.clip(x, lo, hi)
+
+
+def _gaussian_axis(x: np.ndarray, axis: int, sigma: float) -> np.ndarray:
+    """scipy ``gaussian_filter1d`` (truncate 4, mode "nearest") along `axis`."""
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1) ** 2)
+    taps /= taps.sum()
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (radius, radius)
+    padded = np.pad(x, pad, mode="edge")
+    n = x.shape[axis]
+    out = np.zeros_like(x)
+    for j, w in enumerate(taps):
+        out += w * np.take(padded, np.arange(j, j + n), axis=axis)
+    return out
+
+
+def _linear_axis(x: np.ndarray, axis: int, n_in: int, n_out: int) -> np.ndarray:
+    coords = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(coords).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = (coords - i0).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
+    return np.take(x, i0, axis=axis) * (1 - w) + np.take(x, i1, axis=axis) * w
 
 
 @register_step("resize")

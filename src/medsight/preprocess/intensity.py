@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from skimage.exposure import equalize_adapthist
 
 from medsight.errors import InvalidConfig
 from medsight.io.image import Image
@@ -288,6 +287,8 @@ class Clahe(Step):
                 raise InvalidConfig(f"clahe: kernel_size must be ints >= 2, got {kernel_size!r}")
 
     def apply(self, image: Image) -> Image:
+        from skimage.exposure import equalize_adapthist
+
         ks = self.kernel_size
         if ks is not None and not isinstance(ks, int):
             ks = tuple(int(k) for k in ks)
