@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,21 @@ def test_stopping_early_leaves_no_stale_results(work):
         assert [r for _, r in pool.map([7, 8])] == [14, 16]
         assert pool.result(pool.submit(1)) == 2
         assert not pool._results
+
+
+def test_start_launches_the_workers_before_the_first_item(work):
+    with DecodePool(work.misbehave, workers=2) as pool:
+        pool.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with pool._lock:
+                if len(pool._pool) == 2:
+                    break
+            time.sleep(0.01)
+        pids = {w.process.pid for w in pool._pool}
+        assert len(pids) == 2 and all(w.process.is_alive() for w in pool._pool)
+        assert [r for _, r in pool.map([1, 2, 3])] == [2, 4, 6]
+        assert {w.process.pid for w in pool._pool} == pids  # the same workers did the work
 
 
 def test_closed_pool_refuses_work(work):

@@ -105,6 +105,7 @@ def predict_paths(
     summary = BatchSummary()
     with DecodePool(work=read_input, workers=max(1, workers), timeout_s=timeout_s,
                     memory_mb=memory_mb) as pool:
+        pool.start()  # the workers start while the bundle is verified and its session built
         predictor = Predictor(bundle, pool=pool, batch_size=batch_size)
         total = None if predictor.is_volume else sum(1 for _ in gather_inputs(paths, volumes=False))
         writer = ResultsWriter(out, predictor.classes) if out is not None else None

@@ -10,6 +10,8 @@ items go on. `map` yields ``(item, result | UnreadableImage)`` in input order an
 `window` items in flight, so a stream of 100k inputs stays in bounded memory.
 
 The pool is a context manager (``with DecodePool() as pool: ...``); `close` stops the workers.
+Workers start on the first item, or ahead of it with `start` (in the background, so the fork
+server's start-up overlaps whatever the caller does meanwhile, such as opening a model).
 `work` must be a picklable top-level function; an exception it raises becomes `UnreadableImage`.
 """
 
@@ -126,6 +128,20 @@ class DecodePool:
             with self._lock:
                 for ticket, _ in pending:
                     self._drop(ticket)
+
+    def start(self) -> None:
+        """Start the workers now, in a background thread, and return at once; items submitted
+        meanwhile wait for them. A worker that fails to start here is started (and its error
+        raised) by the first `submit`."""
+        threading.Thread(target=self._start_all, name="medsight-decode-start", daemon=True).start()
+
+    def _start_all(self) -> None:
+        with self._lock:
+            try:
+                while not self._closed and len(self._pool) < self.workers:
+                    self._start_worker()
+            except Exception:  # noqa: S110 - retried, and raised, by the first submit
+                pass
 
     def close(self) -> None:
         """Stop every worker (politely, then by force); the pool cannot be used afterwards."""
