@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, cpu_model, load_average, replace_section, write_json  # noqa: E402
 
-DATA = Path("/work/shared/data/medmnist/breastmnist.npz")
+DATA = ROOT.parent / "shared" / "data" / "medmnist" / "breastmnist.npz"
 RESULT = ROOT / "bench" / "results" / "predict.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 HEADING = "## Prediction speed"
