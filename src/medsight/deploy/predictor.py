@@ -70,6 +70,11 @@ class Predictor:
         self.task: str = m["task"]
         self.positive: int | None = m.get("positive_class")
         self.threshold: float | None = (m.get("threshold") or {}).get("value")
+        # what every decision needs, read once: the threshold a Prediction reports, and for
+        # binary models the positive class and the threshold applied to its probability
+        self._reported_threshold = self.threshold if self.task in ("binary", "multilabel") else None
+        self._positive = int(self.positive if self.positive is not None else 1)
+        self._binary_threshold = 0.5 if self.threshold is None else float(self.threshold)
         self.input_spec: dict[str, Any] = m["input"]
         self.heatmap_method: str = (m.get("heatmap") or {}).get("method") or "occlusion"
         self.model_info = {k: m["model"].get(k) for k in ("name", "version", "uuid", "kind")}
@@ -154,7 +159,8 @@ class Predictor:
         ready = [p for _, p in pending if isinstance(p, _Prepared)]
         results: dict[int, Prediction] = {}
         if ready:
-            x = np.stack([p.tensor.pixels for p in ready])
+            tensors = [p.tensor.pixels for p in ready]
+            x = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)  # one: a view, no copy
             t0 = time.perf_counter()
             want_maps = heatmap and self._uses_cam()
             out = self.runtime.forward(x, with_features=want_maps, batch_size=self.batch_size)
@@ -168,15 +174,13 @@ class Predictor:
     def _prediction(self, p: _Prepared, proba: np.ndarray, inference_ms: float, heatmap: bool,
                     maps: np.ndarray | None) -> Prediction:
         label, confidence, explained = self._decide(proba)
-        warnings = list(p.warnings)
         timings = {"read": p.read_ms, "preprocess": p.preprocess_ms, "checks": p.checks_ms,
                    "inference": inference_ms}
         pred = Prediction(
             source=p.source,
-            probabilities={c: float(v) for c, v in zip(self.classes, proba, strict=True)},
-            label=label, confidence=confidence,
-            threshold=self.threshold if self.task in ("binary", "multilabel") else None,
-            warnings=warnings, timings_ms=timings, input=_summary(p.image), model=self.model_info,
+            probabilities=dict(zip(self.classes, proba.tolist(), strict=True)),
+            label=label, confidence=confidence, threshold=self._reported_threshold,
+            warnings=p.warnings, timings_ms=timings, input=_summary(p.image), model=self.model_info,
         )
         if heatmap:
             t0 = time.perf_counter()
@@ -191,9 +195,8 @@ class Predictor:
             on = [c for c, v in zip(self.classes, proba, strict=True) if v >= 0.5]
             return "+".join(on), float(np.min(np.maximum(proba, 1 - proba))), int(np.argmax(proba))
         if self.task == "binary":
-            pos = int(self.positive if self.positive is not None else 1)
-            thr = 0.5 if self.threshold is None else float(self.threshold)
-            k = pos if proba[pos] >= thr else 1 - pos
+            pos = self._positive
+            k = pos if proba[pos] >= self._binary_threshold else 1 - pos
             return self.classes[k], float(proba[k]), pos
         k = int(np.argmax(proba))
         return self.classes[k], float(proba[k]), k

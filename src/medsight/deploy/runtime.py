@@ -59,6 +59,7 @@ class ModelRuntime:
         self.input_shape: tuple[int, ...] = tuple(int(s) for s in manifest["input"]["shape"])
         self.n_outputs: int = int(spec["n_outputs"])
         self._class_columns = np.asarray(spec.get("class_columns") or range(self.n_outputs), dtype=int)
+        self._all_columns = np.array_equal(self._class_columns, np.arange(self.n_outputs))
         self._features_output: str | None = spec.get("features_output")
         self.cam_weights: np.ndarray | None = None
         cam = (manifest.get("heatmap") or {}).get("cam_weights")
@@ -73,7 +74,8 @@ class ModelRuntime:
         if self.format == "onnx":
             self._session = _session(graph, spec["graph"])
             self._input_name = spec["input_name"]
-            self._proba_output = spec["probabilities_output"]
+            self._outputs = [spec["probabilities_output"]]
+            self._outputs_with_maps = [*self._outputs, self._features_output]
             self._input_dtype = np.dtype(spec.get("input_dtype", "float32"))
         elif self.format == "skops":
             self._skops = _load_skops(graph, spec["graph"])
@@ -103,6 +105,8 @@ class ModelRuntime:
                 maps.append(m)
         if not probas:
             return RuntimeOutput(np.zeros((0, self.n_outputs), dtype=np.float64), None)
+        if len(probas) == 1:  # one chunk: its own fresh arrays, no copy
+            return RuntimeOutput(probas[0], maps[0] if maps else None)
         return RuntimeOutput(np.concatenate(probas), np.concatenate(maps) if maps else None)
 
     # -- internals --------------------------------------------------------------------------
@@ -111,14 +115,13 @@ class ModelRuntime:
         if self._skops is not None:
             raw = np.asarray(self._skops.predict_proba(inputs), dtype=np.float64)
             return self._columns(raw), None
-        names = [self._proba_output] + ([self._features_output] if want_maps else [])
+        names = self._outputs_with_maps if want_maps else self._outputs
         out = self._session.run(names, {self._input_name: inputs.astype(self._input_dtype, copy=False)})
         return self._columns(np.asarray(out[0], dtype=np.float64)), (out[1] if want_maps else None)
 
     def _columns(self, raw: np.ndarray) -> np.ndarray:
         """Classical heads know only the classes seen in training: one column per class."""
-        if raw.shape[1] == self.n_outputs and np.array_equal(self._class_columns,
-                                                             np.arange(self.n_outputs)):
+        if raw.shape[1] == self.n_outputs and self._all_columns:
             return raw
         out = np.zeros((len(raw), self.n_outputs))
         out[:, self._class_columns] = raw
