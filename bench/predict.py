@@ -20,6 +20,7 @@
     .venv/bin/python bench/predict.py --write             # measure, save JSON, write the section
     .venv/bin/python bench/predict.py --write --no-run    # re-render from bench/results/
     .venv/bin/python bench/predict.py --write --cold-start-only   # rerun part 2, keep the rest
+    .venv/bin/python bench/predict.py --write --throughput-only   # rerun part 1, keep the rest
 """
 
 from __future__ import annotations
@@ -209,9 +210,12 @@ def peak_memory(bundle_path: Path, folder: Path, n: int) -> dict[str, Any]:
 
 # -- report ---------------------------------------------------------------------------------
 def render(result: dict[str, Any]) -> str:
+    t = result.get("throughput_rerun")
+    rerun_t = (f" Throughput rerun on its own {t['when']} ({t['cores']}), load average before/after "
+               f"{t['load_before']} / {t['load_after']}." if t else "")
     lines = [HEADING, "",
              f"`bench/predict.py` ({result['when']}; CPU {result['cpu']}, {result['cores']}; load "
-             f"average before/after {result['load_before']} / {result['load_after']}). Rerun: "
+             f"average before/after {result['load_before']} / {result['load_after']}).{rerun_t} Rerun: "
              "`make bench-predict RUN=1`.", "",
              "Throughput, images/s (median over alternating rounds; 'bare ORT' uses the runtime's "
              "session options, 'ORT defaults' ORT's own (timed after the rounds); 'Predictor' excludes the "
@@ -268,24 +272,41 @@ def write_section(result: dict[str, Any], path: Path = MARKDOWN) -> None:
     path.write_text(replace_section(text, HEADING, render(result)))
 
 
+def make_bundles(tmp: Path) -> dict[str, Path]:
+    bundles = {}
+    for name, size in MODELS.items():
+        print(f"bundling {name} at {size} px", flush=True)
+        bundles[name] = make_bundle(name, size, tmp)
+    return bundles
+
+
+def all_throughput(bundles: dict[str, Path], rounds: int, n_images: int,
+                   batches: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """Part 1 for every bundle and batch size."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, path in bundles.items():
+        out[name] = []
+        for batch in batches:
+            n = n_images if MODELS[name] <= 64 else max(batch, n_images // 8)
+            r = throughput(path, batch, rounds, n)
+            print(f"{name} batch {batch}: bare {r['bare_images_per_s']:.1f} img/s, Predictor "
+                  f"{r['predictor_images_per_s']:.1f} (ratio {r['ratio']:.3f}), preprocess "
+                  f"{r['preprocess_ms_per_image']:.2f} ms/image", flush=True)
+            out[name].append(r)
+    return out
+
+
+def _cores() -> str:
+    cores = len(os.sched_getaffinity(0))
+    return f"{cores} core{'s' if cores > 1 else ''} available"
+
+
 def run(rounds: int, n_images: int, many: int, batches: list[int]) -> dict[str, Any]:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="medsight_bench_predict_") as tmp_name:
         tmp = Path(tmp_name)
-        bundles = {}
-        for name, size in MODELS.items():
-            print(f"bundling {name} at {size} px", flush=True)
-            bundles[name] = make_bundle(name, size, tmp)
-        result: dict[str, Any] = {"throughput": {}}
-        for name, path in bundles.items():
-            result["throughput"][name] = []
-            for batch in batches:
-                n = n_images if MODELS[name] <= 64 else max(batch, n_images // 8)
-                r = throughput(path, batch, rounds, n)
-                print(f"{name} batch {batch}: bare {r['bare_images_per_s']:.1f} img/s, Predictor "
-                      f"{r['predictor_images_per_s']:.1f} (ratio {r['ratio']:.3f}), preprocess "
-                      f"{r['preprocess_ms_per_image']:.2f} ms/image", flush=True)
-                result["throughput"][name].append(r)
+        bundles = make_bundles(tmp)
+        result: dict[str, Any] = {"throughput": all_throughput(bundles, rounds, n_images, batches)}
         result["cold_start"] = cold_start(bundles["resnet18_28"], tmp)
         print(f"cold start {result['cold_start']}", flush=True)
         result["memory"] = []
@@ -295,8 +316,7 @@ def run(rounds: int, n_images: int, many: int, batches: list[int]) -> dict[str, 
             m = peak_memory(bundles["resnet18_28"], folder, n)
             print(f"memory {m}", flush=True)
             result["memory"].append(m)
-    cores = len(os.sched_getaffinity(0))
-    return {**result, "cpu": cpu_model(), "cores": f"{cores} core{'s' if cores > 1 else ''} available",
+    return {**result, "cpu": cpu_model(), "cores": _cores(),
             "load_before": load_before, "load_after": load_average(),
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -315,6 +335,18 @@ def rerun_cold_start(saved: dict[str, Any]) -> dict[str, Any]:
     return {**saved, "cold_start": cold}
 
 
+def rerun_throughput(saved: dict[str, Any], rounds: int, n_images: int,
+                     batches: list[int]) -> dict[str, Any]:
+    """`saved` with its throughput measured again (on new bundles), stamped with its own time,
+    cores and load averages; cold start and memory are kept as they were measured."""
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="medsight_bench_predict_") as tmp_name:
+        throughput_rows = all_throughput(make_bundles(Path(tmp_name)), rounds, n_images, batches)
+    stamp = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": _cores(),
+             "load_before": load_before, "load_after": load_average()}
+    return {**saved, "throughput": throughput_rows, "throughput_rerun": stamp}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -324,13 +356,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-run", action="store_true", help="only re-render the saved result")
     ap.add_argument("--cold-start-only", action="store_true",
                     help="measure only the cold start; the rest comes from the saved result")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="measure only the throughput; the rest comes from the saved result")
     ap.add_argument("--write", action="store_true", help="save JSON and write BENCHMARKS.md")
     ap.add_argument("--note", action="append", default=[], help="a note line for the section")
     args = ap.parse_args(argv)
     if args.no_run:
         result = json.loads(RESULT.read_text())
-    elif args.cold_start_only:
-        result = rerun_cold_start(json.loads(RESULT.read_text()))
+    elif args.cold_start_only or args.throughput_only:
+        saved = json.loads(RESULT.read_text())
+        result = rerun_cold_start(saved) if args.cold_start_only else \
+            rerun_throughput(saved, args.rounds, args.images, args.batches)
         result["notes"] = args.note
         if args.write:
             write_json(RESULT, result)
