@@ -106,6 +106,15 @@ def test_modality_mismatch_warns() -> None:
                         image.pixels, spec) == []
 
 
+def test_intensity_mean_std_are_numpys() -> None:
+    from medsight.deploy.ood import _mean_std
+
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 784, 4096, 8191):
+        x = (rng.random(n) * 255 + rng.normal() * 50).astype(np.float32).astype(np.float64)
+        assert _mean_std(x) == (float(x.mean()), float(x.std()))
+
+
 @pytest.mark.parametrize("kind,method", [("cnn2d_run", "cam"), ("classical_run", "occlusion")])
 def test_heatmap_lies_on_the_original_image(kind, method, request, bundle_of) -> None:
     predictor = Predictor(bundle_of(request.getfixturevalue(kind)))
