@@ -3,17 +3,16 @@ its bundle reproduces `predict_proba` on the run's test split, features recomput
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import shared_path
+from deploy.tamper import tampered_copy
 
 from medsight.config import parse_config
 from medsight.deploy import create_bundle, open_bundle
-from medsight.deploy.bundle_archive import bundle_bytes
 from medsight.errors import BundleIntegrityError
 from medsight.experiment import run_experiment
 from medsight.models.classical import MODELS
@@ -64,14 +63,8 @@ def test_classical_bundle_round_trip(model: str, features: list[str], extra: dic
     if runtime["format"] == "skops":  # said so in the manifest, with the reason
         assert "model.skops" in names and any("skops" in n for n in bundle.manifest["notes"])
         assert runtime["onnx_attempts"]
-        with zipfile.ZipFile(path) as zf:
-            files = {n: zf.read(n) for n in zf.namelist()}
-        skops = bytearray(files["model.skops"])
-        skops[len(skops) // 2] ^= 0x01
-        tampered = tmp_path / "tampered.msb"
-        tampered.write_bytes(bundle_bytes({**files, "model.skops": bytes(skops)}))
         with pytest.raises(BundleIntegrityError, match=r"model\.skops"):
-            open_bundle(tampered)
+            open_bundle(tampered_copy(path, "model.skops", tmp_path / "tampered.msb"))
     else:
         assert "model.onnx" in names and runtime["converter"] == "skl2onnx"
     if model == "logistic_regression":

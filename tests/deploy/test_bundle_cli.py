@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+from deploy.tamper import members, tampered_copy
 
 from medsight.deploy import open_bundle
-from medsight.deploy.bundle_archive import bundle_bytes
 
 
 def medsight(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -54,12 +53,8 @@ def test_create_verify_inspect_from_the_command_line(classical_run: Path, tmp_pa
         assert text in stdout, text
     assert card.read_text() == open_bundle(out).model_card_html
 
-    with zipfile.ZipFile(out) as zf:
-        files = {n: zf.read(n) for n in zf.namelist()}
-    onnx = bytearray(files["model.onnx"])
-    onnx[len(onnx) // 3] ^= 0xFF
-    bad = tmp_path / "bad.msb"
-    bad.write_bytes(bundle_bytes({**files, "model.onnx": bytes(onnx)}))
+    size = len(members(out)["model.onnx"])
+    bad = tampered_copy(out, "model.onnx", tmp_path / "bad.msb", at=size // 3, mask=0xFF)
     done = subprocess.run([sys.executable, "-m", "medsight.cli", "bundle", "verify", str(bad)],
                           capture_output=True, text=True, timeout=300)  # the installed command
     assert done.returncode == 1 and "model.onnx" in done.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy.tamper import flip, members
 
 from medsight.deploy import open_bundle
 from medsight.deploy.bundle_archive import bundle_bytes, read_bundle
@@ -20,18 +21,9 @@ from medsight.deploy.manifest import canonical_json, seal
 from medsight.errors import BundleIntegrityError
 
 
-def _members(path: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
-
-
 def _write(path: Path, files: dict[str, bytes]) -> Path:
     path.write_bytes(bundle_bytes(files))
     return path
-
-
-def _flip(data: bytes, at: int) -> bytes:
-    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
 
 
 @pytest.mark.xdist_group("deploy_runs")
@@ -39,11 +31,11 @@ def _flip(data: bytes, at: int) -> bytes:
 def test_one_changed_byte_in_each_kind_of_file_is_refused_naming_it(
         kind: str, request: pytest.FixtureRequest, bundle_of, tmp_path: Path) -> None:
     original = bundle_of(request.getfixturevalue(kind))
-    files = _members(original)
+    files = members(original)
     assert {"manifest.json", "preprocess.json", "model.onnx", "model_card.html"} <= set(files)
     for name, data in files.items():
         # the member rewritten with a valid zip CRC: only the sha256 can catch it
-        tampered = _write(tmp_path / f"{name}.msb", {**files, name: _flip(data, len(data) // 2)})
+        tampered = _write(tmp_path / f"{name}.msb", {**files, name: flip(data, len(data) // 2)})
         with pytest.raises(BundleIntegrityError, match=name.replace(".", r"\.")):
             open_bundle(tampered)
         # the same byte flipped inside the zip file: the zip's CRC names the member
@@ -52,7 +44,7 @@ def test_one_changed_byte_in_each_kind_of_file_is_refused_naming_it(
             info = zf.getinfo(name)
         start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
         flipped = tmp_path / f"raw_{name}.msb"
-        flipped.write_bytes(_flip(raw, start + info.file_size // 2))
+        flipped.write_bytes(flip(raw, start + info.file_size // 2))
         with pytest.raises(BundleIntegrityError, match=name.replace(".", r"\.")):
             open_bundle(flipped)
 
@@ -65,7 +57,7 @@ def test_a_changed_byte_anywhere_in_the_container_is_refused(classical_run: Path
                         *np.linspace(0, len(raw) - 1, 200).astype(int).tolist()})
     for at in positions:
         bad = tmp_path / "bad.msb"
-        bad.write_bytes(_flip(raw, at))
+        bad.write_bytes(flip(raw, at))
         with pytest.raises(BundleIntegrityError):
             open_bundle(bad)
 
@@ -73,7 +65,7 @@ def test_a_changed_byte_anywhere_in_the_container_is_refused(classical_run: Path
 @pytest.mark.xdist_group("deploy_runs")
 def test_manifest_edits_extra_and_missing_files_are_refused(classical_run: Path, bundle_of,
                                                             tmp_path: Path) -> None:
-    files = _members(bundle_of(classical_run))
+    files = members(bundle_of(classical_run))
     manifest = json.loads(files["manifest.json"])
     edited = {**manifest, "threshold": {**manifest["threshold"], "value": 0.01}}
     with pytest.raises(BundleIntegrityError, match="manifest.json was edited"):
@@ -91,7 +83,7 @@ def test_manifest_edits_extra_and_missing_files_are_refused(classical_run: Path,
 @pytest.mark.xdist_group("deploy_runs")
 def test_a_bundle_holding_pickled_content_is_refused(classical_run: Path, bundle_of,
                                                      tmp_path: Path) -> None:
-    files = _members(bundle_of(classical_run))
+    files = members(bundle_of(classical_run))
     manifest = json.loads(files["manifest.json"])
     payload = pickle.dumps({"harmless": "but pickled"})
     resealed = {**files, "model.pkl": payload}
@@ -118,7 +110,7 @@ def test_a_bundle_holding_pickled_content_is_refused(classical_run: Path, bundle
 
 @pytest.mark.xdist_group("deploy_runs")
 def test_cam_weights_must_be_a_plain_array(cnn2d_run: Path, bundle_of, tmp_path: Path) -> None:
-    files = _members(bundle_of(cnn2d_run))
+    files = members(bundle_of(cnn2d_run))
     buf = io.BytesIO()
     np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
     manifest = json.loads(files["manifest.json"])
@@ -134,13 +126,13 @@ def test_directory_form_round_trips_and_detects_a_changed_byte(cnn2d_run: Path, 
     from medsight.deploy import create_bundle
 
     folder = create_bundle(cnn2d_run, tmp_path / "bundle_dir")
-    zipped = _members(bundle_of(cnn2d_run))
+    zipped = members(bundle_of(cnn2d_run))
     assert folder.is_dir() and read_bundle(folder).keys() == zipped.keys()
     for name in ("model.onnx", "preprocess.json", "cam_weights.npy"):  # uuid/time differ elsewhere
         assert (folder / name).read_bytes() == zipped[name]
     open_bundle(folder)
     weights = folder / "cam_weights.npy"
-    weights.write_bytes(_flip(weights.read_bytes(), len(weights.read_bytes()) - 3))
+    weights.write_bytes(flip(weights.read_bytes(), len(weights.read_bytes()) - 3))
     with pytest.raises(BundleIntegrityError, match="cam_weights.npy"):
         open_bundle(folder)
 
@@ -155,8 +147,8 @@ def test_create_refuses_to_overwrite_silently(classical_run: Path, bundle_of, tm
     with pytest.raises(InvalidConfig, match="already exists"):
         create_bundle(classical_run, out)
     assert create_bundle(classical_run, out, overwrite=True) == out
-    assert _members(out).keys() == _members(bundle_of(classical_run)).keys()
-    assert list(_members(out)) == sorted(_members(out))  # deterministic member order
+    assert members(out).keys() == members(bundle_of(classical_run)).keys()
+    assert list(members(out)) == sorted(members(out))  # deterministic member order
 
 
 _NO_TORCH = """
