@@ -53,12 +53,14 @@ def load_arrays(
     preprocess: ImageTransform | None = None,
     progress: Progress | None = None,
     workers: int = 1,
+    require_readable: bool = True,
 ) -> LoadedArrays:
     """Decode, preprocess and stack every image of `dataset` (see module docstring).
 
     `preprocess` is a `medsight.preprocess.Preprocess` (or any ``Image -> Image`` callable);
     `progress(done, total)` is called as records are processed; `workers` > 1 decodes in a
-    thread pool (pixel decoders release the GIL for most of their work).
+    thread pool (pixel decoders release the GIL for most of their work). When no image is
+    readable it raises `InvalidDataset`, or with ``require_readable=False`` returns an empty ``x``.
     """
     n = len(dataset)
     ok = np.zeros(n, dtype=bool)
@@ -99,6 +101,8 @@ def load_arrays(
             "%s: skipped %d of %d images as unreadable (first: %s: %s)",
             dataset.name, len(errors), n, errors[0][0], errors[0][1],
         )
+    if x is None and not require_readable:
+        return LoadedArrays(np.zeros((0,), dtype=np.float32), ok, errors)
     if x is None:
         raise InvalidDataset(
             f"{dataset.name}: none of its {n} images could be read; first error: "
@@ -162,18 +166,10 @@ def iter_arrays(
     for start in range(0, n, chunk_size):
         idx = np.arange(start, min(start + chunk_size, n))
         sub = dataset.subset(idx, name=dataset.name)
-        try:
-            loaded = load_arrays(sub, preprocess=preprocess, workers=workers)
-        except InvalidDataset:
-            # every image of this chunk is unreadable: name them and go on
-            chunk_errors = _chunk_errors(sub)
-            errors.extend(chunk_errors)
-            none_ok = np.zeros(len(idx), bool)
-            yield ArrayChunk(idx, np.zeros((0,), np.float32), none_ok, chunk_errors)
-        else:
-            any_ok = True
-            errors.extend(loaded.errors)
-            yield ArrayChunk(idx, loaded.x, np.asarray(loaded.ok, bool), list(loaded.errors))
+        loaded = load_arrays(sub, preprocess=preprocess, workers=workers, require_readable=False)
+        any_ok = any_ok or bool(loaded.ok.any())
+        errors.extend(loaded.errors)
+        yield ArrayChunk(idx, loaded.x, np.asarray(loaded.ok, bool), list(loaded.errors))
         if progress is not None:
             progress(int(idx[-1]) + 1, n)
     if n and not any_ok and require_readable:
@@ -181,17 +177,6 @@ def iter_arrays(
             f"{dataset.name}: none of its {n} images could be read; first error: "
             f"{errors[0][0]}: {errors[0][1]}"
         )
-
-
-def _chunk_errors(sub: Dataset) -> list[tuple[str, str]]:
-    """(ref, reason) of every record of an all-unreadable chunk."""
-    out = []
-    for i, rec in enumerate(sub.records):
-        try:
-            sub.image(i)
-        except UnreadableImage as exc:
-            out.append((rec.ref, exc.reason))
-    return out
 
 
 def predict_in_chunks(
