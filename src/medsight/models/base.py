@@ -91,19 +91,30 @@ class MedsightEstimator(ABC):
     def saved_params(self) -> dict[str, Any]:
         """The parameters saved with a fitted model: `get_params` without the `run_only` ones
         (a `Preprocess` given as ``preprocess`` in its JSON-ready form)."""
-        params = {k: v for k, v in self.get_params().items() if k not in self.run_only}
-        if "preprocess" in params:
-            params["preprocess"] = plain_spec(params["preprocess"])
-        return params
+        return self.saveable(self.get_params())
+
+    @classmethod
+    def saveable(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` of this kind as saved: without `run_only`, ``preprocess`` JSON-ready."""
+        out = {k: v for k, v in params.items() if k not in cls.run_only}
+        if "preprocess" in out:
+            out["preprocess"] = plain_spec(out["preprocess"])
+        return out
+
+    @classmethod
+    def check_param_names(cls, names: Any) -> None:
+        """InvalidConfig naming the parameters this kind does not take, and those it does."""
+        accepted = cls.param_names()
+        unknown = sorted(set(names) - set(accepted))
+        if unknown:
+            raise InvalidConfig(
+                f"{cls.__name__} (kind {cls.kind!r}) has no parameter(s) {unknown}; accepted: "
+                f"{sorted(accepted)}"
+            )
 
     def set_params(self, **params: Any) -> MedsightEstimator:
         """Change constructor arguments (checked at the next `fit`); returns the estimator."""
-        accepted = self.param_names()
-        unknown = sorted(set(params) - set(accepted))
-        if unknown:
-            raise InvalidConfig(
-                f"{type(self).__name__} has no parameter(s) {unknown}; accepted: {accepted}"
-            )
+        self.check_param_names(params)
         for name, value in params.items():
             setattr(self, name, value)
         return self
@@ -113,12 +124,8 @@ class MedsightEstimator(ABC):
         """An estimator of `params` (unknown names: InvalidConfig) with run-wide `defaults`
         (``preprocess``, ``seed``, ``threshold_method``, ...) for the parameters this kind takes
         and `params` leaves unset."""
+        cls.check_param_names(params)
         accepted = cls.param_names()
-        unknown = sorted(set(params) - set(accepted))
-        if unknown:
-            raise InvalidConfig(
-                f"unknown parameter(s) {unknown} for kind {cls.kind!r}; accepted: {sorted(accepted)}"
-            )
         return cls(**{**{k: v for k, v in defaults.items() if k in accepted}, **params})
 
     @abstractmethod

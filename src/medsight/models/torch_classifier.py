@@ -59,10 +59,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
 STATE_FILE = "torch.json"
 PREPROCESS_FILE = "preprocess.json"
-# parameters that leave the trained weights unchanged, so a resumed run may change them (precision
-# and channels_last change the arithmetic: a resume must keep them)
-_NOT_TRAINING = {"checkpoint_dir", "resume", "threads", "num_workers", "load_workers", "device",
-                 "eval_batch_size", "tta", "threshold_method", "target_sensitivity", "progress"}
 
 
 class TorchClassifier(MedsightEstimator):
@@ -117,6 +113,14 @@ class TorchClassifier(MedsightEstimator):
     run_only: ClassVar[frozenset[str]] = frozenset({
         "device", "precision", "threads", "channels_last", "num_workers", "load_workers",
         "eval_batch_size", "checkpoint_dir", "resume", "progress"})
+
+    @classmethod
+    def _not_training(cls) -> frozenset[str]:
+        """Parameters that leave the trained weights unchanged, so a resumed run may change them:
+        the run-only settings except precision and channels_last (they change the arithmetic, a
+        resume must keep them), plus what only acts after training (TTA, the threshold)."""
+        return (cls.run_only - {"precision", "channels_last"}) | {"tta", "threshold_method",
+                                                                   "target_sensitivity"}
 
     def __init__(
         self,
@@ -484,7 +488,7 @@ class TorchClassifier(MedsightEstimator):
                      unlabeled: CachedImages | None) -> str:
         """What a resumed run must share with the interrupted one: parameters and data."""
         h = hashlib.sha256()
-        params = {k: v for k, v in self.get_params().items() if k not in _NOT_TRAINING}
+        params = {k: v for k, v in self.get_params().items() if k not in self._not_training()}
         h.update(json.dumps(jsonable(params), sort_keys=True, default=str).encode())
         for ds in (train, val):
             if ds is not None:

@@ -20,7 +20,6 @@ from medsight.errors import BundleIntegrityError, InvalidConfig
 from medsight.models.base import MedsightEstimator, load_estimator
 from medsight.models.threshold import check_estimator_method, validation_threshold
 from medsight.models.torch_classifier import TorchClassifier
-from medsight.preprocess.chain import plain_spec
 
 
 class TorchEnsemble(MedsightEstimator):
@@ -57,11 +56,7 @@ class TorchEnsemble(MedsightEstimator):
         """As for any kind, without the members' run-only settings (device, threads, ...)."""
         saved = super().saved_params()
         if saved.get("params") is not None:
-            member = {k: v for k, v in saved["params"].items()
-                      if k not in TorchClassifier.run_only}
-            if "preprocess" in member:
-                member["preprocess"] = plain_spec(member["preprocess"])
-            saved["params"] = member
+            saved["params"] = TorchClassifier.saveable(saved["params"])
         return saved
 
     def validate_params(self) -> None:
