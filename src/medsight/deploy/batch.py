@@ -107,7 +107,6 @@ def predict_paths(
                     memory_mb=memory_mb) as pool:
         pool.start()  # the workers start while the bundle is verified and its session built
         predictor = Predictor(bundle, pool=pool, batch_size=batch_size)
-        total = None if predictor.is_volume else sum(1 for _ in gather_inputs(paths, volumes=False))
         writer = ResultsWriter(out, predictor.classes) if out is not None else None
         reports = ReportWriter(Path(report_dir), predictor.bundle.manifest) if report_dir else None
         want_heat = bool(report_dir) if heatmaps is None else heatmaps
@@ -116,6 +115,10 @@ def predict_paths(
                 summary.skipped += 1
 
             items = gather_inputs(paths, volumes=predictor.is_volume, on_skip=skip)
+            total = None
+            if not predictor.is_volume:  # walk the folders once: the paths (not pixels) are kept
+                items = list(items)      # so the progress bar knows the total
+                total = len(items)
             for item, result in predictor.stream(items, heatmap=want_heat):
                 summary.n += 1
                 _record(summary, source_label(item), result, writer, reports)
