@@ -44,8 +44,10 @@ def test_predictor_on_pngs_reproduces_the_runs_test_probabilities(kind, request,
 
 def test_decisions_follow_the_bundle_threshold(classical_run, bundle_of) -> None:
     predictor = Predictor(bundle_of(classical_run))
+    saved = json.loads((classical_run / "model" / "estimator.json").read_text())
+    assert predictor.threshold == pytest.approx(saved["threshold"]) != 0.5  # chosen on validation
     test = open_run(classical_run).dataset.split("test")
-    for pred in predictor.predict([test.image(i) for i in range(6)]):
+    for pred in predictor.predict([test.image(i) for i in range(len(test))]):
         p_pos = pred.probabilities[predictor.classes[predictor.positive]]
         positive = p_pos >= predictor.threshold
         assert (pred.label == predictor.classes[predictor.positive]) == positive
