@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ import numpy as np
 
 from medsight.deploy.bundle import Bundle, open_bundle
 from medsight.deploy.inputs import Input, read_input, source_label
-from medsight.deploy.ood import ood_warnings
 from medsight.deploy.prediction import Prediction
-from medsight.errors import InvalidConfig, MedsightError
+from medsight.deploy.prepare import Prepared, PreparePlan
+from medsight.errors import MedsightError
 from medsight.explain import (
     HeatmapGeometryUnknown,
     class_activation_map,
@@ -32,22 +31,8 @@ from medsight.explain import (
     upsample,
 )
 from medsight.io.image import Image
-from medsight.preprocess.channels import ToChannels
 
 DEFAULT_BATCH = 32
-
-
-@dataclass
-class _Prepared:
-    """One input read and preprocessed, with its timings so far."""
-
-    source: str
-    image: Image
-    tensor: Image
-    warnings: list[str]
-    read_ms: float
-    preprocess_ms: float
-    checks_ms: float
 
 
 class Predictor:
@@ -57,6 +42,9 @@ class Predictor:
     `medsight.deploy.inputs.read_input`) reads paths and bytes in worker processes, as untrusted
     files should be; without it they are read in this process. ``batch_size`` bounds how many
     images go through the runtime at once (and how many `stream` holds in memory).
+
+    A service that prepares inputs elsewhere (decode workers running `plan`) hands the
+    `Prepared` inputs of a batch to `finish`, which is the rest of the same path.
     """
 
     def __init__(self, bundle: Bundle | str | Path, pool: Any = None,
@@ -78,8 +66,7 @@ class Predictor:
         self.input_spec: dict[str, Any] = m["input"]
         self.heatmap_method: str = (m.get("heatmap") or {}).get("method") or "occlusion"
         self.model_info = {k: m["model"].get(k) for k in ("name", "version", "uuid", "kind")}
-        trained = (self.input_spec.get("raw") or {}).get("channels") or []
-        self._channels = ToChannels(trained[0]) if len(trained) == 1 else None
+        self.plan = PreparePlan.of(m, self.bundle.preprocess, self.runtime.input_shape)
 
     @property
     def is_volume(self) -> bool:
@@ -108,7 +95,7 @@ class Predictor:
         """``(item, Prediction | MedsightError)`` for every item, in input order, holding at
         most `batch_size` images at a time: a failure is reported for its item and the rest
         still go on (what ``medsight predict`` streams over a folder)."""
-        pending: list[tuple[Input, _Prepared | MedsightError]] = []
+        pending: list[tuple[Input, Prepared | MedsightError]] = []
         for item, image, read_ms in self._read(items):
             prepared = image if isinstance(image, MedsightError) else self._prepare(item, image, read_ms)
             pending.append((item, prepared))
@@ -134,44 +121,32 @@ class Predictor:
                 image = exc
             yield item, image, (time.perf_counter() - t0) * 1e3
 
-    def _prepare(self, item: Input, image: Image, read_ms: float) -> _Prepared | MedsightError:
-        t0 = time.perf_counter()
-        source = source_label(item)
-        try:
-            converted = image
-            if self._channels is not None and image.channels != self._channels.n:
-                converted = self._channels(image)
-            tensor = self.bundle.preprocess(converted)
-        except MedsightError as exc:
-            return exc
-        if tuple(tensor.pixels.shape) != self.runtime.input_shape:
-            return InvalidConfig(
-                f"{source}: after the bundle's preprocessing the image has shape "
-                f"{tuple(tensor.pixels.shape)}, the model takes {self.runtime.input_shape}")
-        preprocess_ms = (time.perf_counter() - t0) * 1e3
-        t1 = time.perf_counter()
-        warnings = ood_warnings(image, tensor.pixels, self.input_spec)
-        return _Prepared(source, image, tensor, warnings, read_ms, preprocess_ms,
-                         (time.perf_counter() - t1) * 1e3)
+    def _prepare(self, item: Input, image: Image, read_ms: float) -> Prepared | MedsightError:
+        return self.plan.prepare(source_label(item), image, read_ms)
 
-    def _flush(self, pending: list[tuple[Input, _Prepared | MedsightError]], heatmap: bool
+    def _flush(self, pending: list[tuple[Input, Prepared | MedsightError]], heatmap: bool
                ) -> Iterator[tuple[Input, Prediction | MedsightError]]:
-        ready = [p for _, p in pending if isinstance(p, _Prepared)]
-        results: dict[int, Prediction] = {}
-        if ready:
-            tensors = [p.tensor.pixels for p in ready]
-            x = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)  # one: a view, no copy
-            t0 = time.perf_counter()
-            want_maps = heatmap and self._uses_cam()
-            out = self.runtime.forward(x, with_features=want_maps, batch_size=self.batch_size)
-            per_image = (time.perf_counter() - t0) * 1e3 / len(ready)
-            for k, p in enumerate(ready):
-                maps = out.features[k] if out.features is not None else None
-                results[id(p)] = self._prediction(p, out.probabilities[k], per_image, heatmap, maps)
+        ready = [p for _, p in pending if isinstance(p, Prepared)]
+        predictions = iter(self.finish(ready, heatmap=heatmap))
         for item, p in pending:
-            yield item, (p if isinstance(p, MedsightError) else results[id(p)])
+            yield item, (p if isinstance(p, MedsightError) else next(predictions))
 
-    def _prediction(self, p: _Prepared, proba: np.ndarray, inference_ms: float, heatmap: bool,
+    def finish(self, ready: Sequence[Prepared], heatmap: bool = False) -> list[Prediction]:
+        """The predictions of prepared inputs, run through the runtime as one batch (a heatmap
+        needs the input's `image`, which `PreparePlan.prepare` keeps unless told not to)."""
+        if not ready:
+            return []
+        tensors = [p.tensor.pixels for p in ready]
+        x = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)  # one: a view, no copy
+        t0 = time.perf_counter()
+        want_maps = heatmap and self._uses_cam()
+        out = self.runtime.forward(x, with_features=want_maps, batch_size=self.batch_size)
+        per_image = (time.perf_counter() - t0) * 1e3 / len(ready)
+        return [self._prediction(p, out.probabilities[k], per_image, heatmap,
+                                 out.features[k] if out.features is not None else None)
+                for k, p in enumerate(ready)]
+
+    def _prediction(self, p: Prepared, proba: np.ndarray, inference_ms: float, heatmap: bool,
                     maps: np.ndarray | None) -> Prediction:
         label, confidence, explained = self._decide(proba)
         timings = {"read": p.read_ms, "preprocess": p.preprocess_ms, "checks": p.checks_ms,
@@ -180,9 +155,13 @@ class Predictor:
             source=p.source,
             probabilities=dict(zip(self.classes, proba.tolist(), strict=True)),
             label=label, confidence=confidence, threshold=self._reported_threshold,
-            warnings=p.warnings, timings_ms=timings, input=_summary(p.image), model=self.model_info,
+            warnings=list(p.warnings), timings_ms=timings, input=dict(p.summary),
+            model=self.model_info,
         )
         if heatmap:
+            if p.image is None:
+                raise ValueError(f"{p.source}: a heatmap needs the image as read; prepare it "
+                                 "with keep_image=True")
             t0 = time.perf_counter()
             self._explain(pred, p, explained, maps)
             timings["heatmap"] = (time.perf_counter() - t0) * 1e3
@@ -206,7 +185,7 @@ class Predictor:
         return (self.heatmap_method == "cam" and self.runtime.cam_weights is not None
                 and self.runtime.has_features)
 
-    def _explain(self, pred: Prediction, p: _Prepared, class_index: int,
+    def _explain(self, pred: Prediction, p: Prepared, class_index: int,
                  maps: np.ndarray | None) -> None:
         x = p.tensor.pixels
         spatial = x.shape[1:]
@@ -233,16 +212,3 @@ class Predictor:
         pred.heatmap_info = {"method": method, "class": self.classes[class_index], "grid": grid,
                              "shape": list(heat.shape)}
 
-
-def _summary(image: Image) -> dict[str, Any]:
-    """What was read, without patient identifiers."""
-    px = image.pixels
-    return {
-        "shape": list(px.shape),
-        "channels": image.channels,
-        "modality": image.modality,
-        "photometric": image.photometric,
-        "spacing": list(image.spacing),
-        "min": float(px.min()) if px.size else None,
-        "max": float(px.max()) if px.size else None,
-    }
