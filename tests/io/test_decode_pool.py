@@ -125,3 +125,31 @@ def test_an_item_that_does_not_pickle_is_unreadable(work):
         got = [r for _, r in pool.map([1, lambda: None, None])]
     assert got[0] == 1 and got[2] is None
     assert isinstance(got[1], UnreadableImage) and "cannot send to a worker" in got[1].reason
+
+
+def test_futures_from_many_threads_resolve_while_others_still_decode(work):
+    """submit_future: a pump thread waits with no lock held, so a hang in one worker does not
+    hold back the answers of the other, and crashes resolve their own future only."""
+    import threading
+
+    with DecodePool(work=work.misbehave, workers=2, timeout_s=3, memory_mb=512) as pool:
+        hang = pool.submit_future("hang")
+        t0 = time.monotonic()
+        out: dict[int, object] = {}
+
+        def ask(i: int) -> None:
+            out[i] = pool.submit_future(i).result(timeout=10)
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert out == {i: 2 * i for i in range(8)}
+        assert time.monotonic() - t0 < 2.5  # answered by the free worker, not after the hang
+        assert pool.submit_future("abort").result(timeout=10).reason.startswith("decoder crashed")
+        assert "timed out after 3 s" in hang.result(timeout=10).reason
+        assert pool.submit_future(21).result(timeout=10) == 42
+        assert pool.in_flight == 0
+        with pytest.raises(RuntimeError, match="submit_future"):
+            list(pool.map([1]))

@@ -9,6 +9,10 @@ or runs out of memory is replaced and its item answered with `UnreadableImage` a
 items go on. `map` yields ``(item, result | UnreadableImage)`` in input order and keeps at most
 `window` items in flight, so a stream of 100k inputs stays in bounded memory.
 
+A server with many request threads (or an event loop) uses `submit_future` instead: a pump thread
+then waits on the workers with no lock held, and each item's `concurrent.futures.Future` resolves
+as soon as its worker answers; one pool is driven either way, not both.
+
 The pool is a context manager (``with DecodePool() as pool: ...``); `close` stops the workers.
 Workers start on the first item, or ahead of it with `start` (in the background, so the fork
 server's start-up overlaps whatever the caller does meanwhile, such as opening a model).
@@ -18,6 +22,7 @@ server's start-up overlaps whatever the caller does meanwhile, such as opening a
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import multiprocessing as mp
 import os
 import resource
@@ -90,6 +95,9 @@ class DecodePool:
         self._tickets = 0
         self._lock = threading.RLock()
         self._closed = False
+        self._futures: dict[int, concurrent.futures.Future[Any]] = {}
+        self._pump_thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
 
     # -- public API ---------------------------------------------------------------------------
     def submit(self, item: Any) -> int:
@@ -103,8 +111,29 @@ class DecodePool:
             self._dispatch()
             return ticket
 
+    def submit_future(self, item: Any) -> concurrent.futures.Future[Any]:
+        """Queue one item; its future resolves to the result or its `UnreadableImage` (never
+        raises for a bad item). Safe from any number of threads; ``asyncio.wrap_future`` awaits it."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            self._start_pump()
+            ticket = self.submit(item)
+            if ticket in self._results:  # answered at once (the item did not pickle)
+                future.set_result(self._results.pop(ticket))
+            else:
+                self._futures[ticket] = future
+        self._wake()
+        return future
+
+    @property
+    def in_flight(self) -> int:
+        """Items submitted and not yet answered (queued or with a worker)."""
+        with self._lock:
+            return len(self._queue) + len(self._busy())
+
     def result(self, ticket: int) -> Any:
         """The result of a submitted item, or its `UnreadableImage` (waits until it is known)."""
+        self._refuse_if_pumped()
         with self._lock:
             while ticket not in self._results:
                 if not self._busy() and not self._queue:
@@ -114,6 +143,7 @@ class DecodePool:
 
     def map(self, items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
         """``(item, result | UnreadableImage)`` for every item, in input order, streaming."""
+        self._refuse_if_pumped()
         pending: collections.deque[tuple[int, Any]] = collections.deque()
         try:
             for item in items:
@@ -147,6 +177,18 @@ class DecodePool:
         """Stop every worker (politely, then by force); the pool cannot be used afterwards."""
         with self._lock:
             self._closed = True
+            thread = self._pump_thread
+        if thread is not None:
+            self._wake()
+            thread.join()
+        with self._lock:
+            for future in self._futures.values():
+                future.set_exception(RuntimeError("the decode pool was closed"))
+            self._futures.clear()
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
             for worker in self._pool:
                 try:
                     worker.conn.send(None)
@@ -180,6 +222,8 @@ class DecodePool:
     def _answer(self, ticket: int, value: Any) -> None:
         if ticket in self._dropped:
             self._dropped.discard(ticket)
+        elif ticket in self._futures:
+            self._futures.pop(ticket).set_result(value)
         else:
             self._results[ticket] = value
 
@@ -214,10 +258,18 @@ class DecodePool:
         busy = self._busy()
         if not busy:
             return
-        now = time.monotonic()
+        ready = set(wait(self._waitables(busy), timeout=self._wait_s(busy)))
+        self._handle(busy, ready)
+
+    def _waitables(self, busy: list[_Worker]) -> list[Any]:
+        return [w.conn for w in busy] + [w.process.sentinel for w in busy]
+
+    def _wait_s(self, busy: list[_Worker]) -> float:
         nearest = min(w.task[2] for w in busy if w.task) + self.timeout_s
-        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
-                         timeout=max(0.0, nearest - now)))
+        return max(0.0, nearest - time.monotonic())
+
+    def _handle(self, busy: list[_Worker], ready: set[Any]) -> None:
+        """Take the answers, deaths and overruns among `busy` workers (`ready`: what `wait` saw)."""
         for worker in busy:
             if worker.conn in ready and self._receive(worker):
                 continue
@@ -228,6 +280,56 @@ class DecodePool:
                 self.stats.timed_out += 1
                 self._lost(worker, f"timed out after {self.timeout_s:g} s")
         self._dispatch()
+
+    # -- the pump thread (submit_future) --------------------------------------------------------
+    def _refuse_if_pumped(self) -> None:
+        if self._pump_thread is not None:
+            raise RuntimeError("this decode pool is driven by submit_future; result and map "
+                               "cannot be mixed with it")
+
+    def _start_pump(self) -> None:
+        if self._pump_thread is not None:
+            return
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._pump_thread = threading.Thread(target=self._pump_forever, name="medsight-decode-pump",
+                                             daemon=True)
+        self._pump_thread.start()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):  # the pipe is full (a wake-up is pending) or closed
+            pass
+
+    def _pump_forever(self) -> None:
+        """Wait (with no lock held) on busy workers and the wake-up pipe; handle what arrives."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    self._dispatch()
+                except Exception as exc:  # a worker cannot start: fail what waits for one
+                    for ticket, item in list(self._queue):
+                        self._answer(ticket, UnreadableImage(_label(item),
+                                                             f"no decode worker could start: {exc}"))
+                    self._queue.clear()
+                busy = self._busy()
+                watch = self._waitables(busy) + [self._wake_r]
+                timeout = self._wait_s(busy) if busy else None
+            ready = set(wait(watch, timeout=timeout))
+            if self._wake_r in ready:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            with self._lock:
+                if self._closed:
+                    return
+                self._handle([w for w in busy if w.task is not None and w in self._pool], ready)
 
     def _receive(self, worker: _Worker) -> bool:
         """Take a worker's answer; False when the pipe is closed (the worker died)."""
