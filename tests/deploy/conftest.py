@@ -14,25 +14,8 @@ from typing import Any
 
 import pytest
 from conftest import shared_path, tiny_nets
-
-from medsight.config import parse_config
-from medsight.experiment import run_experiment
-
-
-def _run(out: Path, source: Path, preprocess: list[dict[str, Any]], model: dict[str, Any],
-         limit: int = 24, positive: str | None = None) -> Path:
-    data: dict[str, Any] = {"source": str(source), "limit": limit}
-    if positive:
-        data["positive_class"] = positive
-    cfg = parse_config({"name": out.name, "data": data, "preprocess": preprocess, "model": model,
-                        "evaluation": {"n_boot": 100}, "output": str(out)})
-    run_experiment(cfg)
-    return out
-
-
-def _torch(network: str, epochs: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"kind": "torch", "params": {"network": network, "epochs": epochs, "batch_size": 8,
-                                        "seed": 0, "threads": 2, **extra}}
+from tiny_runs import tiny_run as _run
+from tiny_runs import torch_model as _torch
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import medsight.cli.info
 import medsight.cli.models
 import medsight.cli.predict
 import medsight.cli.preprocess
+import medsight.cli.serve
 import medsight.cli.train  # noqa: F401  (the imports above register their commands)
 from medsight.cli.app import app, main
 

@@ -74,6 +74,14 @@ def check_declared_size(header: nib.Nifti1Header, label: str) -> int:
     return size
 
 
+def open_nifti(data: bytes, name: str) -> nib.Nifti1Pair:
+    """The nibabel image of a NIfTI file's bytes (gzip inflated within limits), data not read
+    yet: its header can be checked or cleaned first."""
+    img = _load(data, name)
+    check_declared_size(img.header, name)
+    return img
+
+
 def _load(source: str | Path | bytes, label: str) -> nib.Nifti1Pair:
     """nibabel image from a conventionally named path, else from the (decompressed) bytes.
 

@@ -1,0 +1,71 @@
+"""`medsight serve --bundle B [--bundle B2 ...] --host H --port P --data-dir D`: the online
+diagnostic service (FastAPI on uvicorn), bound to loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medsight.cli.app import app, console, err_console
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command("serve")
+def serve(
+    bundle: Annotated[list[Path], typer.Option("--bundle", "-b", help="model bundle(s) to serve; "
+                                               "the first is the default model")],
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="database, stored images, secret key, audit log")]
+    = Path("medsight-data"),
+    database_url: Annotated[str | None, typer.Option(
+        envvar="MEDSIGHT_DATABASE_URL", help="SQLAlchemy URL (default: SQLite in --data-dir)")] = None,
+    max_batch: Annotated[int, typer.Option(help="largest inference batch")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="longest a request waits for a batch to fill")] = 5.0,
+    queue_size: Annotated[int, typer.Option(help="predictions in flight before 503")] = 256,
+    workers: Annotated[int, typer.Option(help="decode worker processes")] = 2,
+    decode_timeout: Annotated[float, typer.Option(help="seconds allowed to decode one upload")] = 30.0,
+    decode_memory_mb: Annotated[int, typer.Option(help="memory limit of a decode worker (MB)")] = 4096,
+    max_upload_mb: Annotated[float, typer.Option(help="largest request body (MB)")] = 64.0,
+    max_pixels: Annotated[int, typer.Option(help="largest image (pixels or voxels)")] = 100_000_000,
+    rate_limit: Annotated[int, typer.Option(help="requests per minute per API key or user")] = 600,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve bundles over HTTP: upload an image, get a report (API, OpenAPI page at /docs, web page at /)."""
+    import uvicorn
+
+    from medsight.serve.app import create_app
+    from medsight.serve.settings import ServeSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not _is_loopback(host):
+        err_console.print(f"[yellow]warning:[/] binding {host}: the service is reachable from other "
+                          "machines. Put it behind a TLS-terminating reverse proxy; API keys and "
+                          "session cookies must not travel in clear text.")
+    settings = ServeSettings(bundles=bundle, data_dir=data_dir, database_url=database_url,
+                             max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
+                             decode_workers=workers, decode_timeout_s=decode_timeout,
+                             decode_memory_mb=decode_memory_mb, max_upload_mb=max_upload_mb,
+                             max_pixels=max_pixels, rate_per_minute=rate_limit)
+    application = create_app(settings)
+    svc = application.state.service
+    for model in svc.models.values():
+        console.print(f"serving {model.key} {model.version} ({model.predictor.task}, "
+                      f"classes {', '.join(model.predictor.classes)})")
+    console.print(f"database: {svc.store.url_for_display}; data: {data_dir}")
+    console.print(f"listening on http://{host}:{port} (web page /, API docs /docs); Ctrl-C stops",
+                  highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), access_log=False,
+                server_header=False, timeout_graceful_shutdown=10)

@@ -1,0 +1,65 @@
+"""`create_app(settings)`: the FastAPI application of the online diagnostic service. Opening it
+verifies every bundle (a tampered one stops the start), upgrades the database schema and starts
+the decode workers; routes live in `routes_*` modules."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from medsight import __version__
+from medsight.serve import routes_ops, routes_predictions, routes_session, routes_web
+from medsight.serve.middleware import ServiceMiddleware
+from medsight.serve.service import Service, ServiceError
+from medsight.serve.settings import ServeSettings
+
+log = logging.getLogger("medsight.serve")
+
+
+def create_app(settings: ServeSettings, service: Service | None = None) -> FastAPI:
+    """The app; the `Service` is created now (so start-up errors surface before serving) unless
+    one is given, and closed when the app shuts down."""
+    svc = service or Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            svc.close()
+
+    app = FastAPI(title="medsight diagnostic service", version=__version__, lifespan=lifespan,
+                  description="Upload a medical image and get the model's finding, its confidence, "
+                              "a heatmap of where the model looked and a printable report. "
+                              "Decision support, not a diagnosis.")
+    app.state.service = svc
+    app.add_middleware(ServiceMiddleware)
+    app.include_router(routes_ops.router)
+    app.include_router(routes_session.router)
+    app.include_router(routes_predictions.router)
+    app.include_router(routes_web.router)
+    app.mount("/static", StaticFiles(directory=routes_web.WEB_DIR), name="static")
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return app
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's list of errors as one sentence (which field, what is wrong)."""
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=422)

@@ -1,0 +1,94 @@
+"""Pydantic schemas of the service's answers: what the OpenAPI page documents and what every
+response is checked against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Problem(BaseModel):
+    """Every refusal: one sentence saying what was wrong and what to do."""
+
+    detail: str = Field(examples=["the upload is 80.0 MB; this service accepts at most 64.0 MB"])
+
+
+class ModelRef(BaseModel):
+    name: str | None
+    version: str | None
+    uuid: str | None
+
+
+class ReviewOut(BaseModel):
+    reviewer: str | None
+    verdict: str
+    note: str = ""
+    created: str | None = None
+
+
+class PredictionOut(BaseModel):
+    """A prediction: the finding, its confidence, warnings, the model, links to the image, its
+    heatmap overlay and the printable report."""
+
+    id: str
+    model: ModelRef
+    label: str
+    probabilities: dict[str, float]
+    confidence: float
+    threshold: float | None
+    warnings: list[str]
+    timings_ms: dict[str, float]
+    input: dict[str, Any]
+    user: str | None = None
+    created: str | None = None
+    heatmap_url: str
+    image_url: str
+    report_url: str
+    duplicate_of: str | None = None
+    reviews: list[ReviewOut] = []
+
+
+class BatchError(BaseModel):
+    error: str
+    status: int
+
+
+class BatchOut(BaseModel):
+    items: list[PredictionOut | BatchError]
+
+
+class PredictionList(BaseModel):
+    items: list[PredictionOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    uuid: str | None = None
+    task: str | None = None
+    classes: list[str]
+    threshold: float | None = None
+    default: bool
+    modality: Any = None
+    volume: bool
+    input: dict[str, Any]
+    intended_use: Any = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelOut]
+
+
+class SessionIn(BaseModel):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class SessionOut(BaseModel):
+    user: str
+    role: str
+    csrf_token: str

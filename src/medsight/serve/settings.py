@@ -1,0 +1,56 @@
+"""`ServeSettings`: every knob of the service in one validated object (the CLI flags fill it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medsight.errors import InvalidConfig
+
+DATABASE_URL_ENV = "MEDSIGHT_DATABASE_URL"
+
+
+@dataclass
+class ServeSettings:
+    """Where the service keeps its data, which bundles it serves, and its limits.
+
+    `max_batch` / `max_wait_ms` shape dynamic batching; `queue_size` bounds the predictions in
+    flight (more are answered 503 with Retry-After); `rate_per_minute` is per API key or user;
+    `decode_workers` processes decode uploads under `decode_timeout_s` and `decode_memory_mb`.
+    """
+
+    bundles: list[Path]
+    data_dir: Path
+    database_url: str | None = None
+    max_upload_mb: float = 64.0
+    max_pixels: int = 100_000_000
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    queue_size: int = 256
+    rate_per_minute: int = 600
+    decode_workers: int = 2
+    decode_timeout_s: float = 30.0
+    decode_memory_mb: int = 4096
+    session_hours: float = 12.0
+    batch_files: int = 32
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bundles = [Path(b) for b in self.bundles]
+        self.data_dir = Path(self.data_dir)
+        if not self.bundles:
+            raise InvalidConfig("medsight serve needs at least one --bundle")
+        if self.database_url is None:
+            self.database_url = os.environ.get(DATABASE_URL_ENV) or None
+        for name in ("max_upload_mb", "max_pixels", "max_batch", "queue_size", "rate_per_minute",
+                     "decode_workers", "decode_timeout_s", "decode_memory_mb", "session_hours",
+                     "batch_files"):
+            if getattr(self, name) <= 0:
+                raise InvalidConfig(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise InvalidConfig(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
