@@ -1,0 +1,179 @@
+"""The service's tables as typed SQLAlchemy 2 ORM classes (the schema the migrations build).
+
+Nothing here holds a patient-identifying value: images are referred to by their de-identified
+file's sha256 and a keyed HMAC of the upload, patients by pseudonym, studies by a shifted date.
+Timestamps are UTC, returned timezone-aware on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "ImageRow",
+    "PredictionRow",
+    "ReviewRow",
+    "SessionRow",
+    "UTCDateTime",
+    "UserRow",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A UTC instant: naive input is taken as UTC, output is always timezone-aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('clinician', 'reviewer', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[UserRow] = relationship(lazy="joined")
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    user: Mapped[UserRow] = relationship(lazy="joined")
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(512))
+    format: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    upload_hmac: Mapped[str | None] = mapped_column(String(64), index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_user_id_created", "user_id", "created"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    model_name: Mapped[str] = mapped_column(String(128), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_uuid: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(128), index=True)
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    confidence: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    warnings: Mapped[list[Any]] = mapped_column(JSON)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    patient_pseudonym: Mapped[str | None] = mapped_column(String(128), index=True)
+    study_date: Mapped[date | None] = mapped_column(Date)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    user: Mapped[UserRow] = relationship(lazy="joined")
+    image: Mapped[ImageRow] = relationship(lazy="joined")
+    reviews: Mapped[list[ReviewRow]] = relationship(
+        lazy="selectin", order_by="ReviewRow.id", back_populates="prediction")
+
+
+class ReviewRow(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (CheckConstraint("verdict IN ('agree', 'disagree')", name="verdict"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    reviewer: Mapped[UserRow] = relationship(lazy="joined")
+    prediction: Mapped[PredictionRow] = relationship(back_populates="reviews")
+
+
+class AuditEntry(Base):
+    """One audit record; `hash` = sha256(`prev_hash` + canonical JSON of the other fields)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    user_name: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(256))
+    status: Mapped[int | None] = mapped_column(Integer)
+    target: Mapped[str | None] = mapped_column(String(256))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
