@@ -169,3 +169,36 @@ def test_default_url_is_sqlite_in_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
     with Store.open(tmp_path / "d") as s:
         assert s.url_for_display.endswith("env.db")
+
+
+HOSTILE = ["a\x00b", "\ud800", "x" * 5000, "Ω'; DROP TABLE users; --"]
+
+
+def test_hostile_text_from_requests_never_fails_a_query(store):
+    """NUL (PostgreSQL refuses it), lone surrogates (not UTF-8), long and quoted strings: lookups find
+    nothing, audit entries and notes are stored (NUL / surrogates replaced) and the chain verifies."""
+    alice = store.add_user("alice", "reviewer", password="long enough")
+    for bad in HOSTILE:
+        assert store.check_password(bad, bad) is None
+        assert store.check_password("alice", bad) is None
+        assert store.get_user(bad) is None
+        assert store.user_for_key(bad) is None
+        assert store.session_user(bad) is None
+        store.end_session(bad)
+        assert store.find_image(bad) is None
+        assert store.get_prediction(bad) is None
+        assert store.add_review(bad, alice, "agree", bad) is None
+        assert store.list_predictions(pseudonym=bad, model=bad, label=bad) == ([], 0)
+        with pytest.raises(InvalidConfig):
+            store.revoke_key(bad)
+        with pytest.raises(InvalidConfig):
+            store.disable_user(bad)
+        with pytest.raises(InvalidConfig):
+            store.add_user(bad, "clinician")
+        store.audit({"user": bad, "action": f"POST /v1/session {bad}", "status": 401, "target": bad,
+                     "detail": bad})
+    report = store.verify_audit()
+    assert report.ok and report.entries == len(HOSTILE), report
+    with store._engine.connect() as c:
+        users = c.execute(text("SELECT user_name FROM audit_log ORDER BY seq")).scalars().all()
+    assert users[0] == "a\ufffdb" and users[1] == "?" and users[3] == HOSTILE[3]

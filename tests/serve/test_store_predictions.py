@@ -4,6 +4,10 @@ and 50 concurrent writers leaving 50 rows and an intact audit chain."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -13,6 +17,7 @@ from serve import postgres
 from sqlalchemy import text
 
 from medsight.errors import InvalidConfig, MedsightError
+from medsight.serve.db import Store
 
 postgres_server, db_url, store = postgres.postgres_server, postgres.db_url, postgres.store
 
@@ -167,3 +172,39 @@ def test_concurrent_writers_keep_every_row_and_one_chain(store):
     assert total == 50 and {r["id"] for r in items} == {r["id"] for r in recs}
     report = store.verify_audit()
     assert report.ok and report.entries == 100, report
+
+
+CHILD = r"""
+import hashlib, sys, uuid
+from datetime import UTC, datetime
+from medsight.serve.db import Store
+store = Store.open(sys.argv[1], sys.argv[2])
+uid = store.add_user("writer", "clinician").id
+print("ready", flush=True)
+for i in range(100000):
+    sha = hashlib.sha256(f"k{i}".encode()).hexdigest()
+    pid = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    rec = {"id": pid, "user_id": uid, "model_name": "m", "model_version": "1", "label": "a",
+           "probabilities": {"a": 1.0}, "confidence": 1.0, "created": now,
+           "image": {"sha256": sha, "path": "p", "format": "png", "size_bytes": 1}}
+    store.add_predictions([rec], [{"ts": now, "user": "writer", "action": "POST", "status": 201,
+                                   "target": pid}])
+    print(pid, flush=True)  # the service answers 201 here
+"""
+
+
+def test_every_returned_prediction_survives_kill_9(db_url, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), db_url], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        answered = [proc.stdout.readline().strip() for _ in range(25)]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with Store.open(tmp_path, db_url) as store:
+        items, total = store.list_predictions(limit=1000)
+        assert set(answered) <= {r["id"] for r in items}
+        report = store.verify_audit()
+        assert report.ok and report.entries == total

@@ -36,13 +36,13 @@ _HASHER = PasswordHasher()
 
 def hash_secret(value: str) -> str:
     """The argon2id hash (PHC string, salt included) of a password or an API-key secret."""
-    return _HASHER.hash(value)
+    return _HASHER.hash(_bytes(value))
 
 
 def verify_secret(hash: str, value: str) -> bool:
     """True when `value` matches `hash`; False on a mismatch or a malformed hash."""
     try:
-        return _HASHER.verify(hash, value)
+        return _HASHER.verify(hash, _bytes(value))
     except (VerificationError, InvalidHashError):
         return False
 
@@ -76,4 +76,9 @@ def new_token() -> str:
 
 def token_digest(token: str) -> str:
     """sha256 hex of a token or key: what is stored, or used as a cache key, instead of it."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_bytes(token)).hexdigest()
+
+
+def _bytes(value: str) -> bytes:
+    # surrogatepass: any str a JSON body can carry (lone surrogates too) hashes, deterministically
+    return value.encode("utf-8", "surrogatepass")

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from medsight.errors import InvalidConfig
-from medsight.serve.db.tables import AuditEntry
+from medsight.serve.db.tables import AuditEntry, storable
 
 __all__ = ["GENESIS", "AuditReport", "append_entries", "canonical", "entry_hash", "verify_chain"]
 
@@ -69,7 +69,7 @@ def normalise(entry: dict) -> dict:
         out["status"] = int(out["status"])
     for k in ("user", "action", "target", "model_version", "detail"):
         if out[k] is not None:
-            out[k] = str(out[k])
+            out[k] = storable(str(out[k]))
     return out
 
 

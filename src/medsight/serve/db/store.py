@@ -36,6 +36,8 @@ from medsight.serve.db.tables import (
     ReviewRow,
     SessionRow,
     UserRow,
+    queryable,
+    storable,
 )
 
 __all__ = ["AuditReport", "KeyInfo", "Store", "User"]
@@ -139,6 +141,13 @@ def _check_record(rec: dict) -> None:
     if missing or unknown:
         raise InvalidConfig(f"prediction record {rec.get('id')!r}: missing keys {missing}, "
                             f"unknown keys {sorted(unknown)} (the table has no column for them)")
+    for table, values in ((PredictionRow.__table__, rec), (ImageRow.__table__, rec["image"])):
+        for col in table.columns:
+            limit = getattr(col.type, "length", None)
+            value = values.get(col.name)
+            if limit and isinstance(value, str) and len(value) > limit:
+                raise InvalidConfig(f"prediction record {rec['id']!r}: {col.name} is {len(value)} "
+                                    f"characters long, more than the {limit} stored")
     image = rec["image"]
     missing = [k for k in _IMAGE_REQUIRED if k not in image]
     unknown = set(image) - set(_IMAGE_REQUIRED) - {"upload_hmac"}
@@ -219,7 +228,8 @@ class Store:
     # -- users -------------------------------------------------------------------------------
 
     def _user_row(self, s: Session, name: str) -> UserRow:
-        row = s.execute(select(UserRow).where(UserRow.name == name)).scalar_one_or_none()
+        q = queryable(name)
+        row = None if q is None else s.execute(select(UserRow).where(UserRow.name == q)).scalar_one_or_none()
         if row is None:
             raise InvalidConfig(f"no user named {name!r} (see `medsight users list`)")
         return row
@@ -244,6 +254,8 @@ class Store:
 
     def get_user(self, name: str) -> User | None:
         """The user called `name`, or None."""
+        if queryable(name) is None:
+            return None
         with self._read() as s:
             row = s.execute(select(UserRow).where(UserRow.name == name)).scalar_one_or_none()
             return _user(row) if row else None
@@ -271,7 +283,8 @@ class Store:
     def check_password(self, name: str, password: str) -> User | None:
         """The user when `password` is theirs and they are enabled; None otherwise (same cost either way)."""
         with self._read() as s:
-            row = s.execute(select(UserRow).where(UserRow.name == name)).scalar_one_or_none()
+            row = None if queryable(name) is None else s.execute(
+                select(UserRow).where(UserRow.name == name)).scalar_one_or_none()
             stored = row.password_hash if row is not None else None
         if stored is None:
             if self._dummy_hash is None:
@@ -313,7 +326,7 @@ class Store:
     def revoke_key(self, key_id: str) -> None:
         """Revoke a key; it is refused from the next request on (revoking twice keeps the first time)."""
         with self._tx() as s:
-            row = s.get(ApiKey, key_id)
+            row = s.get(ApiKey, key_id) if queryable(key_id) else None
             if row is None:
                 raise InvalidConfig(f"no API key {key_id!r} (see `medsight keys list`)")
             if row.revoked is None:
@@ -427,6 +440,8 @@ class Store:
     def find_image(self, upload_hmac: str) -> dict | None:
         """The stored image of an earlier upload with the same HMAC, with "predictions" made from it
         ([{id, user_id, model_name}], oldest first); None when it was never uploaded."""
+        if queryable(upload_hmac) is None:
+            return None
         with self._read() as s:
             row = s.execute(select(ImageRow).where(ImageRow.upload_hmac == upload_hmac)
                             .order_by(ImageRow.id).limit(1)).scalar_one_or_none()
@@ -440,6 +455,8 @@ class Store:
 
     def get_prediction(self, pid: str) -> dict | None:
         """One prediction with its "image" and "reviews" (oldest first), or None."""
+        if queryable(pid) is None:
+            return None
         with self._read() as s:
             row = s.get(PredictionRow, pid)
             return _prediction_dict(row) if row else None
@@ -454,6 +471,8 @@ class Store:
         """
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             raise InvalidConfig(f"limit must be 1..{MAX_PAGE} and offset >= 0 (got {limit}, {offset})")
+        if any(v is not None and queryable(v) is None for v in (pseudonym, model, label)):
+            return [], 0  # text no stored value can hold matches nothing
         conds = []
         if user_id is not None:
             conds.append(PredictionRow.user_id == user_id)
@@ -478,9 +497,11 @@ class Store:
         """Record a reviewer's verdict (agree / disagree + note); None when the prediction is unknown."""
         if verdict not in VERDICTS:
             raise InvalidConfig(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
-        note = "" if note is None else str(note)
+        note = "" if note is None else storable(str(note))
         if len(note) > MAX_NOTE:
             raise InvalidConfig(f"a review note may hold at most {MAX_NOTE} characters")
+        if queryable(pid) is None:
+            return None
         with self._tx() as s:
             if s.get(PredictionRow, pid) is None:
                 return None

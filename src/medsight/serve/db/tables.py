@@ -38,6 +38,8 @@ __all__ = [
     "SessionRow",
     "UTCDateTime",
     "UserRow",
+    "queryable",
+    "storable",
 ]
 
 NAMING = {
@@ -47,6 +49,24 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def storable(value: str) -> str:
+    """`value` as both databases can hold it: NUL (refused by PostgreSQL) and lone surrogates
+    (not UTF-8) replaced, so text from a request can never make a write fail."""
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def queryable(value: object) -> str | None:
+    """`value` when it can be sent in a query; None when it cannot match anything stored
+    (not a string, or holding NUL or a lone surrogate)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -127,10 +147,10 @@ class PredictionRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
-    model_name: Mapped[str] = mapped_column(String(128), index=True)
-    model_version: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(256), index=True)
+    model_version: Mapped[str] = mapped_column(String(128))
     model_uuid: Mapped[str | None] = mapped_column(String(64))
-    label: Mapped[str] = mapped_column(String(128), index=True)
+    label: Mapped[str] = mapped_column(String(256), index=True)
     probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
     confidence: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)
@@ -169,11 +189,11 @@ class AuditEntry(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     ts: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    user_name: Mapped[str | None] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(256))
+    user_name: Mapped[str | None] = mapped_column(Text)  # free text: a failed sign-in's claimed name too
+    action: Mapped[str] = mapped_column(Text)
     status: Mapped[int | None] = mapped_column(Integer)
-    target: Mapped[str | None] = mapped_column(String(256))
-    model_version: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(Text)
+    model_version: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
