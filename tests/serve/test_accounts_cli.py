@@ -76,6 +76,8 @@ def test_audit_verify_exits_1_after_tampering(cli, db_url, tmp_path):
             store.audit({"user": "alice", "action": "GET /v1/predictions", "status": 200, "target": f"p{i}"})
     res = cli("audit", "verify")
     assert "intact: 3 entries" in res.output
+    shown = cli("audit", "show", "--limit", "2").output
+    assert "p1" in shown and "p2" in shown and "p0" not in shown and "alice" in shown
     with Store.open(tmp_path, db_url) as store, store._write.begin() as c:
         c.execute(text("UPDATE audit_log SET status = 500 WHERE seq = 2"))
     res = cli("audit", "verify", ok=False)

@@ -202,3 +202,19 @@ def test_hostile_text_from_requests_never_fails_a_query(store):
     with store._engine.connect() as c:
         users = c.execute(text("SELECT user_name FROM audit_log ORDER BY seq")).scalars().all()
     assert users[0] == "a\ufffdb" and users[1] == "?" and users[3] == HOSTILE[3]
+
+
+def test_forged_secrets_for_a_known_key_id_are_throttled(store, monkeypatch):
+    from medsight.serve.db import store as store_module
+
+    monkeypatch.setattr(store_module, "KEY_FAILURES", 3)
+    store.add_user("alice", "clinician")
+    info, full = store.create_key("alice")
+    assert store.user_for_key(full) is not None  # verified once: cached from now on
+    calls = []
+    real = auth.verify_secret
+    monkeypatch.setattr(auth, "verify_secret", lambda h, v: calls.append(v) or real(h, v))
+    forged = [f"msk_{info.key_id}_{auth.new_token()}" for _ in range(5)]
+    assert all(store.user_for_key(f) is None for f in forged)
+    assert len(calls) == 3  # the 4th and 5th forgeries cost no argon2 run
+    assert store.user_for_key(full).name == "alice"  # the real, cached key keeps working

@@ -25,7 +25,7 @@ users_app = typer.Typer(help="Service accounts (clinician, reviewer, admin): add
                         no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for machines (Authorization: Bearer KEY): create, list, revoke.",
                        no_args_is_help=True)
-audit_app = typer.Typer(help="The service's append-only audit log: verify its hash chain.",
+audit_app = typer.Typer(help="The service's append-only audit log: verify its hash chain, show entries.",
                         no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
@@ -183,3 +183,20 @@ def audit_verify(data_dir: DataDir, database_url: DatabaseUrl = None) -> None:
     if report.head:
         console.print(f"head {report.head} (keep it elsewhere to detect removal of the newest entries)",
                       highlight=False)
+
+
+@audit_app.command("show")
+def audit_show(
+    data_dir: DataDir,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="how many entries")] = 50,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Print the newest audit entries (who, when, what, result, model version)."""
+    with _store(data_dir, database_url) as store:
+        entries = store.audit_entries(limit)
+    table = Table("#", "when (UTC)", "user", "action", "status", "target", "model")
+    for e in reversed(entries):
+        table.add_row(str(e["seq"]), _when(e["ts"]), e["user"] or "-", e["action"],
+                      "-" if e["status"] is None else str(e["status"]), e["target"] or "-",
+                      e["model_version"] or "-")
+    console.print(table, highlight=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -32,17 +33,22 @@ _KEY_RE = re.compile(r"msk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
 # argon2-cffi's defaults: argon2id, t=3, m=64 MiB, p=4 (RFC 9106's second recommended profile).
 _HASHER = PasswordHasher()
+# Each hash takes 64 MiB for ~50 ms: a burst of sign-ins or forged keys queues here instead of
+# taking the server's memory.
+_SLOTS = threading.BoundedSemaphore(4)
 
 
 def hash_secret(value: str) -> str:
     """The argon2id hash (PHC string, salt included) of a password or an API-key secret."""
-    return _HASHER.hash(_bytes(value))
+    with _SLOTS:
+        return _HASHER.hash(_bytes(value))
 
 
 def verify_secret(hash: str, value: str) -> bool:
     """True when `value` matches `hash`; False on a mismatch or a malformed hash."""
     try:
-        return _HASHER.verify(hash, _bytes(value))
+        with _SLOTS:
+            return _HASHER.verify(hash, _bytes(value))
     except (VerificationError, InvalidHashError):
         return False
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
@@ -52,6 +53,10 @@ MAX_PAGE = 1000
 VERDICTS = ("agree", "disagree")
 LAST_USED_EVERY = timedelta(seconds=60)  # last_used is written at most this often per key
 _KEY_CACHE_SIZE = 10_000
+# A key id seen with this many wrong secrets within KEY_FAILURE_WINDOW_S is refused without running
+# argon2 until the window passes (keys already verified by this process keep working).
+KEY_FAILURES = 20
+KEY_FAILURE_WINDOW_S = 60.0
 
 _REQUIRED = ("id", "user_id", "model_name", "model_version", "label", "probabilities", "confidence",
              "created", "image")
@@ -167,6 +172,7 @@ class Store:
         self._key_cache: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._key_cache_lock = threading.Lock()
         self._dummy_hash: str | None = None
+        self._key_failures: OrderedDict[str, list[float]] = OrderedDict()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -355,7 +361,10 @@ class Store:
             if row is None:
                 return None
             if cached is None:
+                if self._throttled(key_id):
+                    return None
                 if not auth.verify_secret(row.secret_hash, secret):
+                    self._key_failed(key_id)
                     return None
                 with self._key_cache_lock:
                     self._key_cache[digest] = (key_id, row.user_id)
@@ -374,6 +383,26 @@ class Store:
             except OperationalError as exc:  # bookkeeping only: never refuse a request for it
                 log.warning("could not record last use of key %s: %s", key_id, _reason(exc))
         return user
+
+    def _throttled(self, key_id: str) -> bool:
+        cutoff = monotonic() - KEY_FAILURE_WINDOW_S
+        with self._key_cache_lock:
+            times = [t for t in self._key_failures.get(key_id, ()) if t > cutoff]
+            if times:
+                self._key_failures[key_id] = times
+            else:
+                self._key_failures.pop(key_id, None)
+            return len(times) >= KEY_FAILURES
+
+    def _key_failed(self, key_id: str) -> None:
+        with self._key_cache_lock:
+            self._key_failures.setdefault(key_id, []).append(monotonic())
+            self._key_failures.move_to_end(key_id)
+            while len(self._key_failures) > _KEY_CACHE_SIZE:
+                self._key_failures.popitem(last=False)
+            if len(self._key_failures[key_id]) == KEY_FAILURES:
+                log.warning("API key %s: %d wrong secrets within %.0f s; refusing it unverified for now",
+                            key_id, KEY_FAILURES, KEY_FAILURE_WINDOW_S)
 
     # -- browser sessions --------------------------------------------------------------------
 
