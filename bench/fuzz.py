@@ -9,6 +9,17 @@ from ``(--seed, i)`` (`case`), so every crash can be replayed.
 
     .venv/bin/python bench/fuzz.py --run --inputs 10000 # -> bench/results/fuzz.json
     .venv/bin/python bench/fuzz.py --write              # JSON -> "## Fuzzing the readers"
+
+Service mode (``--service``): the same cases uploaded over loopback HTTP to a real
+``medsight serve`` (a subprocess serving a bundle made as bench/predict.py makes resnet18_28) by
+several concurrent clients; after every group of inputs the server must still run and answer
+/healthz. Recorded: inputs tried, HTTP status histogram (by mutation / bomb), every 5xx and
+transport error with its case, server deaths, decode workers lost, peak RSS of the server
+process (VmHWM) and of its fork server and decode workers (polled VmHWM), the server log's
+tracebacks.
+
+    .venv/bin/python bench/fuzz.py --service --run --write  # -> bench/results/fuzz_service.json
+    .venv/bin/python bench/fuzz.py --service --quick --run  # a short run, for the tests
 """
 
 from __future__ import annotations
@@ -48,6 +59,12 @@ DATA = ROOT.parent / "shared" / "data"
 RESULT = ROOT / "bench" / "results" / "fuzz.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 HEADING = "## Fuzzing the readers"
+SERVICE_RESULT = ROOT / "bench" / "results" / "fuzz_service.json"
+SERVICE_HEADING = "## Fuzzing the service"
+SERVICE_ARGS = ("--workers", "2", "--decode-timeout", "10", "--decode-memory-mb", "2048",
+                "--rate-limit", "100000000")
+"""The server's settings in service mode: the reader fuzz's time and memory limits per decode,
+two decode workers, and no rate limit to speak of (it is per key, and one key sends everything)."""
 
 SEEDS = (  # (path under shared/data, what it exercises)
     ("dicom/pydicom/CT_small.dcm", "DICOM explicit VR LE, CT"),
@@ -368,30 +385,303 @@ def write_section(result: dict[str, Any], path: Path = MARKDOWN) -> None:
     path.write_text(replace_section(text, HEADING, render(result)))
 
 
+# -- service mode ---------------------------------------------------------------------------------
+_EXT = {"dcm": "upload.dcm", "jpg": "upload.jpg", "png": "upload.png", "nii": "upload.nii",
+        "gz": "upload.nii.gz"}
+
+
+def _upload_name(c: Case) -> str:
+    """A plausible file name for the case (the service sniffs the content, never the name)."""
+    if c.name.endswith("#png"):
+        return "upload.png"
+    return _EXT.get(c.name.rsplit(".", 1)[-1], "upload.bin")
+
+
+class _PeakRss:
+    """Polls VmHWM of the server process and of its descendants (fork server, decode workers)
+    every `every_s` seconds on a thread; a worker killed between two polls is missed, so the
+    worker figure is a lower bound (the main process's VmHWM is exact)."""
+
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        import threading
+
+        self.pid, self.every_s = pid, every_s
+        self.main_kb = self.child_kb = 0
+        self.children_seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        from live_service import descendants, status_kb
+
+        while not self._stop.is_set():
+            self.poll(descendants, status_kb)
+            self._stop.wait(self.every_s)
+
+    def poll(self, descendants: Any, status_kb: Any) -> None:
+        self.main_kb = max(self.main_kb, status_kb(self.pid, "VmHWM"))
+        for child in descendants(self.pid):
+            self.children_seen.add(child)
+            self.child_kb = max(self.child_kb, status_kb(child, "VmHWM"))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def service_bundle(tmp: Path) -> Path:
+    """The bundle the service serves: bench/predict.py's resnet18_28 (one epoch, 24 images)."""
+    from predict import make_bundle
+
+    return make_bundle("resnet18_28", 28, tmp)
+
+
+def run_service(inputs: int, seed: int, clients: int = 4, group: int = 50, slow_bombs: bool = True,
+                bundle: Path | None = None, server_args: tuple[str, ...] = SERVICE_ARGS,
+                slow_s: float = 5.0) -> dict[str, Any]:
+    """Upload `inputs` cases over HTTP with `clients` concurrent clients, `group` at a time, the
+    server checked alive (process running, /healthz 200) after every group."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import local
+
+    import httpx
+    from live_service import descendants, start_service, status_kb
+
+    seeds = [(name, seed_bytes(name)) for name, _ in SEEDS]
+    bomb_list = bombs(slow=slow_bombs)
+    statuses: dict[str, Counter[str]] = {"mutation": Counter(), "bomb": Counter()}
+    details: Counter[str] = Counter()
+    server_errors: list[dict[str, Any]] = []
+    slow: list[dict[str, Any]] = []
+    bomb_report: dict[str, dict[str, Any]] = {}
+    seconds: list[float] = []
+    health_checks, deaths = 0, 0
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="medsight_fuzz_service_") as tmp_name:
+        tmp = Path(tmp_name)
+        bundle = bundle or service_bundle(tmp)
+        svc = start_service([bundle], tmp / "data", *server_args)
+        rss = _PeakRss(svc.proc.pid)
+        here = local()
+
+        def client() -> httpx.Client:
+            if not hasattr(here, "http"):
+                here.http = httpx.Client(base_url=svc.url, headers=svc.auth("clinician"), timeout=120)
+            return here.http
+
+        def upload(index: int) -> tuple[Case, int, str, float]:
+            c = case(index, seed, seeds, bomb_list)
+            t0 = time.perf_counter()
+            try:
+                r = client().post("/v1/predictions", files={"file": (_upload_name(c), c.data)})
+                code, detail = r.status_code, _detail(r)
+            except httpx.HTTPError as exc:
+                code, detail = 0, f"{type(exc).__name__}: {exc}"
+            return c, code, detail, time.perf_counter() - t0
+
+        try:
+            with ThreadPoolExecutor(clients) as ex:
+                for first in range(0, inputs, group):
+                    for c, code, detail, took in ex.map(upload, range(first, min(inputs, first + group))):
+                        seconds.append(took)
+                        statuses[c.kind][str(code)] += 1
+                        if code != 201:
+                            details[_reason_kind(detail)[:80]] += 1
+                        if code >= 500 or code == 0:
+                            server_errors.append({"case": c.index, "input": c.name, "kind": c.kind,
+                                                  "status": code, "bytes": len(c.data),
+                                                  "detail": detail[:300]})
+                        if c.kind == "bomb":
+                            seen = bomb_report.setdefault(c.name, {"max_s": 0.0, "status": code,
+                                                                   "detail": detail})
+                            seen["max_s"] = round(max(seen["max_s"], took), 3)
+                        if took > slow_s:
+                            slow.append({"case": c.index, "input": c.name, "kind": c.kind,
+                                         "status": code, "seconds": round(took, 3), "detail": detail[:200]})
+                    health_checks += 1
+                    if not svc.alive():
+                        deaths += 1
+                        print(f"server died after input {min(inputs, first + group)}", flush=True)
+                        break
+                    done = min(inputs, first + group)
+                    if done % max(group, 200) < group:
+                        total = statuses["mutation"] + statuses["bomb"]
+                        print(f"{done}/{inputs} {dict(total)}", flush=True)
+            alive = svc.alive()
+            metrics = svc.metrics() if alive else {}
+            rss.poll(descendants, status_kb)
+        finally:
+            rss.stop()
+            svc.stop()
+        log = svc.log_text()
+    tried = sum(sum(v.values()) for v in statuses.values())
+    every = statuses["mutation"] + statuses["bomb"]
+    return {
+        "protocol": {"inputs": inputs, "tried": tried, "seed": seed, "clients": clients, "group": group,
+                     "bomb_every": BOMB_EVERY, "server_args": list(server_args), "slow_s": slow_s,
+                     "seeds": [{"file": n, "what": w} for n, w in SEEDS],
+                     "bombs": [name for name, _ in bomb_list]},
+        "statuses": {k: dict(sorted(v.items())) for k, v in statuses.items()},
+        "status_all": dict(sorted(every.items())),
+        "server_5xx": sum(n for code, n in every.items() if code.startswith("5")),
+        "transport_errors": every.get("0", 0),
+        "server_errors": server_errors[:50],
+        "server_deaths": deaths,
+        "health_checks": health_checks,
+        "alive_at_end": alive,
+        "decode_workers_lost": metrics.get("medsight_decode_workers_lost"),
+        "details": dict(details.most_common(15)),
+        "bombs": bomb_report,
+        "slow": slow[:50],
+        "peak_server_rss_mb": round(rss.main_kb / 1024, 1),
+        "peak_worker_rss_mb": round(rss.child_kb / 1024, 1),
+        "child_processes_seen": len(rss.children_seen),
+        "log_tracebacks": log.count("Traceback (most recent call last)"),
+        "log_errors": sum(" ERROR " in line for line in log.splitlines()),
+        "seconds": {"total": round(time.perf_counter() - start, 1),
+                    "median": round(float(np.median(seconds)), 4) if seconds else None,
+                    "p99": round(float(np.percentile(seconds, 99)), 3) if seconds else None,
+                    "max": round(max(seconds), 3) if seconds else None},
+        "machine": {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)),
+                    "python": platform.python_version(), "load": load_average(),
+                    "libraries": {p: metadata.version(p) for p in (
+                        "fastapi", "uvicorn", "httpx", "pydicom", "nibabel", "pillow")}},
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _detail(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return str(body.get("detail", "")) if isinstance(body, dict) else str(body)[:300]
+
+
+def render_service(result: dict[str, Any]) -> str:
+    """The "## Fuzzing the service" section of BENCHMARKS.md."""
+    p, s = result["protocol"], result["seconds"]
+    codes = sorted(set(result["statuses"]["mutation"]) | set(result["statuses"]["bomb"]), key=int)
+    m = result["machine"]
+    lines = [
+        SERVICE_HEADING,
+        "",
+        f"`bench/fuzz.py --service` ({result['when']}): {p['tried']} hostile uploads (of {p['inputs']} "
+        f"planned; the cases of `## Fuzzing the readers`, seed {p['seed']}: mutations of the same "
+        f"{len(p['seeds'])} real files and, one input in {p['bomb_every']}, one of {len(p['bombs'])} "
+        "bombs or lying headers) sent as POST /v1/predictions over loopback HTTP by "
+        f"{p['clients']} concurrent clients to a real `medsight serve "
+        + " ".join(p["server_args"]) + "` (bench/predict.py's resnet18_28 bundle); after every "
+        f"{p['group']} inputs the process must still run and /healthz answer.",
+        "",
+        "| HTTP status | mutations | bombs | all |",
+        "|---|---|---|---|",
+    ]
+    for code in codes:
+        mu, b = result["statuses"]["mutation"].get(code, 0), result["statuses"]["bomb"].get(code, 0)
+        label = "transport error" if code == "0" else code
+        lines.append(f"| {label} | {mu} | {b} | {mu + b} |")
+    lines += [
+        "",
+        f"Server deaths: **{result['server_deaths']}** ({result['health_checks']} health checks, alive "
+        f"at the end: {'yes' if result['alive_at_end'] else 'no'}); 5xx answers: "
+        f"**{result['server_5xx']}**; transport errors: {result['transport_errors']}; decode workers "
+        f"lost (crashed or timed out, replaced): {result['decode_workers_lost']:g}; tracebacks in the "
+        f"server log: {result['log_tracebacks']}."
+        if result["decode_workers_lost"] is not None else
+        f"Server deaths: **{result['server_deaths']}**; 5xx answers: **{result['server_5xx']}**; "
+        f"transport errors: {result['transport_errors']}; the server's metrics could not be read at the end.",
+        "",
+        f"Peak memory: server process {result['peak_server_rss_mb']:.0f} MB (VmHWM); fork server and "
+        f"decode workers, largest seen {result['peak_worker_rss_mb']:.0f} MB (VmHWM polled every 0.2 s "
+        f"over {result['child_processes_seen']} processes; a worker killed between polls is missed). "
+        f"Time per upload: median {s['median'] * 1000:.0f} ms, p99 {s['p99']:.2f} s, max {s['max']:.2f} s; "
+        f"total {s['total'] / 60:.1f} min.",
+        "",
+        "Most common refusals (the answer's `detail` up to its first colon): " + ", ".join(
+            f"{k} ({v})" for k, v in sorted(result["details"].items(), key=lambda kv: -kv[1])) + ".",
+        "",
+        "| bomb | status | answer | slowest s |",
+        "|---|---|---|---|",
+        *(f"| {name} | {b['status']} | {textwrap.shorten(b['detail'], 90, placeholder=' …')} | "
+          f"{b['max_s']:.2f} |" for name, b in result["bombs"].items()),
+        "",
+    ]
+    if result["server_errors"]:
+        lines += ["5xx answers and transport errors (replay: `case(i, seed)` in `bench/fuzz.py`):", "",
+                  "| case | input | status | detail |", "|---|---|---|---|"]
+        for e in result["server_errors"][:20]:
+            lines.append(f"| {e['case']} | {e['input']} | {e['status']} | "
+                         f"{textwrap.shorten(e['detail'].replace('|', '/'), 90, placeholder=' …')} |")
+        lines.append("")
+    ok = result["server_deaths"] == 0 and result["server_5xx"] == 0 and result["transport_errors"] == 0
+    lines += [
+        "**Verdict:** " + ("every upload was answered 201 or a 4xx with a reason; the server never died "
+                           "and answered no 5xx." if ok else
+                           f"{result['server_deaths']} server deaths, {result['server_5xx']} 5xx answers "
+                           f"and {result['transport_errors']} transport errors: see the table above."),
+        "",
+        f"CPU {m['cpu']}, {m['cores']} cores, load {m['load']}, shared machine. Raw record: "
+        "`bench/results/fuzz_service.json`. Rerun: `make bench-fuzz-service RUN=1` "
+        "(`.venv/bin/python bench/fuzz.py --service --run --write`; `--inputs N`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_service_section(result: dict[str, Any], path: Path = MARKDOWN) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    path.write_text(replace_section(text, SERVICE_HEADING, render_service(result)))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="store_true", help="fuzz and save the JSON record")
     ap.add_argument("--write", action="store_true", help="render the JSON into BENCHMARKS.md")
-    ap.add_argument("--inputs", type=int, default=10000)
+    ap.add_argument("--service", action="store_true",
+                    help="upload the cases to a real `medsight serve` over HTTP")
+    ap.add_argument("--inputs", type=int, default=None,
+                    help="cases (default 10000; with --service 20000, --quick 40)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per input")
     ap.add_argument("--memory-mb", type=int, default=2048, help="address-space limit of the worker")
     ap.add_argument("--slow", type=float, default=1.0, help="report inputs slower than this (s)")
-    ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument("--clients", type=int, default=4, help="--service: concurrent clients")
+    ap.add_argument("--group", type=int, default=50,
+                    help="--service: inputs between two checks that the server is alive")
+    ap.add_argument("--quick", action="store_true",
+                    help="--service: a short run (40 inputs, no slow deflate bomb)")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if not (args.run or args.write):
         ap.error("give --run and/or --write")
+    out = args.out or (SERVICE_RESULT if args.service else RESULT)
+    inputs = args.inputs or (40 if args.quick else 20000 if args.service else 10000)
     if args.run:
         if not DATA.is_dir():
             ap.error(f"shared data not found at {DATA}")
         os.environ["RUST_BACKTRACE"] = "0"  # a decoder panic prints one line, not a backtrace
         os.environ["PYTHONWARNINGS"] = "ignore"  # the workers' pydicom warnings on broken files
-        result = run(args.inputs, args.seed, args.timeout, args.memory_mb, args.slow)
-        write_json(args.out, result)
-        print(json.dumps({k: result[k] for k in ("counts", "seconds", "peak_worker_rss_mb")}))
+        if args.service:
+            result = run_service(inputs, args.seed, clients=args.clients, group=args.group,
+                                 slow_bombs=not args.quick)
+            keys = ("status_all", "server_deaths", "server_5xx", "decode_workers_lost",
+                    "peak_server_rss_mb", "peak_worker_rss_mb", "seconds")
+        else:
+            result = run(inputs, args.seed, args.timeout, args.memory_mb, args.slow)
+            keys = ("counts", "seconds", "peak_worker_rss_mb")
+        if not args.quick:
+            write_json(out, result)
+        print(json.dumps({k: result[k] for k in keys}))
     if args.write:
-        write_section(json.loads(args.out.read_text()))
-        print(f"wrote {HEADING!r} in {MARKDOWN}")
+        saved = json.loads(out.read_text())
+        if args.service:
+            write_service_section(saved)
+        else:
+            write_section(saved)
+        print(f"wrote {SERVICE_HEADING if args.service else HEADING!r} in {MARKDOWN}")
     return 0
 
 
