@@ -13,7 +13,9 @@ is all a speed figure needs), in this order:
    POST /v1/predictions one real image at a time (BreastMNIST test PNGs at 28 px; BCCD blood-smear
    JPEGs, made grayscale and resized to 224 x 224, at 224 px; every upload made a distinct file
    by a numbered PNG text chunk / JPEG comment, same pixels) for a fixed time after a warm-up;
-   latency percentiles over every request, throughput = 201 answers / time;
+   latency percentiles over every request, throughput = 201 answers / time; then, as a
+   diagnostic outside the targets, one client against a server started with ``--max-wait-ms 0``
+   (what the batcher's wait for company costs a request that has none);
 4. bare ORT again (the target uses the faster of its two measurements, the stricter comparison).
 
 On a 2-core machine the clients themselves cost CPU (the multipart framing is built once, so what
@@ -262,24 +264,15 @@ def cpu_split(cores: list[int], pin: bool) -> tuple[list[int] | None, list[int] 
     return cores[-1:], cores[:-1]
 
 
-def measure_model(name: str, bundle: Path, size: int, tmp: Path, *, seconds: float, warmup_s: float,
-                  calls: int, rounds: int, levels: tuple[int, ...] = LEVELS, pin: bool = True,
-                  n_images: int = 64, server_args: tuple[str, ...] = SERVER_ARGS) -> dict[str, Any]:
-    """Bare ORT, bare Predictor, the service at each level, bare ORT again: one model's row."""
+def serve_levels(bundle: Path, data_dir: Path, uploads: list[tuple[str, bytes]], levels: tuple[int, ...],
+                 seconds: float, warmup_s: float, server_args: tuple[str, ...],
+                 server_cpus: list[int] | None, client_cpus: list[int] | None, label: str
+                 ) -> tuple[list[dict[str, Any]], bool]:
+    """A fresh `medsight serve` (on `server_cpus`) loaded at each level by clients on
+    `client_cpus`: the rows, and whether the server was still alive at the end."""
     every = sorted(os.sched_getaffinity(0))
-    server_cpus, client_cpus = cpu_split(every, pin)
-    uploads = upload_images(size, n_images)
-    if server_cpus:
-        os.sched_setaffinity(0, server_cpus)
-    try:
-        ort_before = bare_ort(bundle, uploads, rounds=rounds)
-        predictor = bare_predictor(bundle, uploads, calls=calls)
-    finally:
-        os.sched_setaffinity(0, every)
-    print(f"{name}: bare ORT batch {BATCH} {ort_before['images_per_s']:.1f} img/s; bare Predictor p50 "
-          f"{predictor['p50_ms']:.2f} ms", flush=True)
-    svc = start_service([bundle], tmp / f"data_{name}", *server_args, cpus=server_cpus)
-    service_rows = []
+    svc = start_service([bundle], data_dir, *server_args, cpus=server_cpus)
+    rows = []
     try:
         if client_cpus:
             os.sched_setaffinity(0, client_cpus)
@@ -287,21 +280,60 @@ def measure_model(name: str, bundle: Path, size: int, tmp: Path, *, seconds: flo
         for n in levels:
             row = load_level(svc, uploads, n, seconds, warmup_s, first_seq=seq)
             seq = row["next_seq"]
-            print(f"{name} {n} clients: {row['images_per_s']:.1f} img/s, p50 {row.get('p50_ms', 0):.2f} "
+            print(f"{label} {n} clients: {row['images_per_s']:.1f} img/s, p50 {row.get('p50_ms', 0):.2f} "
                   f"p95 {row.get('p95_ms', 0):.2f} p99 {row.get('p99_ms', 0):.2f} ms, mean batch "
                   f"{row['mean_batch'] or 0:.1f}, statuses {row['statuses']}, server CPU "
                   f"{row['server_cpu_cores']:.2f} cores, clients {row['client_cpu_cores']:.2f}", flush=True)
-            service_rows.append(row)
+            rows.append(row)
         alive = svc.alive()
     finally:
         os.sched_setaffinity(0, every)
         svc.stop()
-    if server_cpus:
-        os.sched_setaffinity(0, server_cpus)
-    try:
-        ort_after = bare_ort(bundle, uploads, rounds=rounds)
-    finally:
-        os.sched_setaffinity(0, every)
+    return rows, alive
+
+
+def without_wait(server_args: tuple[str, ...]) -> tuple[str, ...]:
+    """`server_args` with ``--max-wait-ms 0`` (a batch runs as soon as the batcher has one item)."""
+    args = list(server_args)
+    if "--max-wait-ms" in args:
+        args[args.index("--max-wait-ms") + 1] = "0"
+    else:
+        args += ["--max-wait-ms", "0"]
+    return tuple(args)
+
+
+def measure_model(name: str, bundle: Path, size: int, tmp: Path, *, seconds: float, warmup_s: float,
+                  calls: int, rounds: int, levels: tuple[int, ...] = LEVELS, pin: bool = True,
+                  n_images: int = 64, server_args: tuple[str, ...] = SERVER_ARGS,
+                  no_wait_probe: bool = True) -> dict[str, Any]:
+    """Bare ORT, bare Predictor, the service at each level, bare ORT again: one model's row.
+    `no_wait_probe`: also one client against a server with ``--max-wait-ms 0`` (a diagnostic:
+    what the batcher's wait costs a lone request)."""
+    every = sorted(os.sched_getaffinity(0))
+    server_cpus, client_cpus = cpu_split(every, pin)
+    uploads = upload_images(size, n_images)
+
+    def on_server_cpus(f: Any, *args: Any, **kw: Any) -> Any:
+        if server_cpus:
+            os.sched_setaffinity(0, server_cpus)
+        try:
+            return f(*args, **kw)
+        finally:
+            os.sched_setaffinity(0, every)
+
+    ort_before = on_server_cpus(bare_ort, bundle, uploads, rounds=rounds)
+    predictor = on_server_cpus(bare_predictor, bundle, uploads, calls=calls)
+    print(f"{name}: bare ORT batch {BATCH} {ort_before['images_per_s']:.1f} img/s; bare Predictor p50 "
+          f"{predictor['p50_ms']:.2f} ms", flush=True)
+    service_rows, alive = serve_levels(bundle, tmp / f"data_{name}", uploads, levels, seconds, warmup_s,
+                                       server_args, server_cpus, client_cpus, name)
+    probe: list[dict[str, Any]] = []
+    if no_wait_probe:
+        probe, alive_too = serve_levels(bundle, tmp / f"data_{name}_nowait", uploads, (1,), seconds,
+                                        warmup_s, without_wait(server_args), server_cpus, client_cpus,
+                                        f"{name} --max-wait-ms 0")
+        alive = alive and alive_too
+    ort_after = on_server_cpus(bare_ort, bundle, uploads, rounds=rounds)
     print(f"{name}: bare ORT again {ort_after['images_per_s']:.1f} img/s", flush=True)
     sizes = [len(d) for _, d in uploads]
     return {"model": name, "size": size,
@@ -309,8 +341,8 @@ def measure_model(name: str, bundle: Path, size: int, tmp: Path, *, seconds: flo
                         "kind": "png" if size <= 28 else "jpeg"},
             "bare_ort_before": ort_before, "bare_ort_after": ort_after,
             "bare_ort_images_per_s": max(ort_before["images_per_s"], ort_after["images_per_s"]),
-            "bare_predictor": predictor, "service": service_rows, "server_alive_after": alive,
-            "server_cpus": server_cpus, "client_cpus": client_cpus}
+            "bare_predictor": predictor, "service": service_rows, "service_no_wait": probe,
+            "server_alive_after": alive, "server_cpus": server_cpus, "client_cpus": client_cpus}
 
 
 def verdicts(row: dict[str, Any]) -> dict[str, Any]:
@@ -386,7 +418,9 @@ def render(result: dict[str, Any]) -> str:
              + " ".join(result["server_args"]) + "`. Bundles: one epoch on 24 BreastMNIST images "
              "(as bench/predict.py). Bare ORT: `session.run` at batch 32 on prepared tensors, before "
              "and after the service levels (the faster is the reference). Bare Predictor: "
-             f"`Predictor.predict` on one decoded image, {p['predictor_calls']} calls. CPU columns: "
+             f"`Predictor.predict` on one decoded image, {p['predictor_calls']} calls. The "
+             "`--max-wait-ms 0` row is a second server measured the same way (not used for the targets). "
+             "CPU columns: "
              "cores' worth of CPU the server process tree and the client threads used.", "",
              "| model | input | run | images/s | p50 ms | p95 ms | p99 ms | mean batch | server CPU "
              "| client CPU | statuses |",
@@ -399,9 +433,10 @@ def render(result: dict[str, Any]) -> str:
                      f"{before:.1f} / {after:.1f} | | | | | | | |")
         lines.append(f"| {row['model']} | {inp} | bare Predictor, 1 image | {1e3 / bp['mean_ms']:.1f} | "
                      f"{bp['p50_ms']:.2f} | {bp['p95_ms']:.2f} | {bp['p99_ms']:.2f} | 1 | | | |")
-        for r in row["service"]:
+        probe = [(r, " (`--max-wait-ms 0`, diagnostic)") for r in row.get("service_no_wait") or []]
+        for r, extra in [(r, "") for r in row["service"]] + probe:
             st = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
-            who = f"{r['clients']} client{'s' if r['clients'] > 1 else ''}"
+            who = f"{r['clients']} client{'s' if r['clients'] > 1 else ''}{extra}"
             nan = float("nan")
             lines.append(
                 f"| {row['model']} | {inp} | service, {who} | {r['images_per_s']:.1f} | "

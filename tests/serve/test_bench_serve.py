@@ -34,6 +34,8 @@ def test_one_model_side_by_side_and_section(serve_bundle: Path, tmp_path: Path) 
     for r in row["service"]:
         assert set(r["statuses"]) == {"201"} and r["n"] > 0 and r["images_per_s"] > 0
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] and r["mean_batch"] >= 1
+    [probe] = row["service_no_wait"]
+    assert probe["clients"] == 1 and set(probe["statuses"]) == {"201"}
     assert row["server_alive_after"]
     row["verdicts"] = v = bench.verdicts(row)
     assert v["throughput"]["clients"] == 2 and v["latency"]["ratio"] > 0
@@ -47,7 +49,7 @@ def test_one_model_side_by_side_and_section(serve_bundle: Path, tmp_path: Path) 
     text = markdown.read_text()
     assert "## Other\n\nkept" in text and bench.HEADING in text
     assert "| tiny_cnn | 28 px PNG | service, 2 clients |" in text
-    assert "Targets" in text and "- a note" in text
+    assert "Targets" in text and "- a note" in text and "(`--max-wait-ms 0`, diagnostic)" in text
 
 
 def test_multipart_body_is_what_the_service_parses() -> None:
