@@ -20,8 +20,8 @@ is all a speed figure needs), in this order:
 
 On a 2-core machine the clients themselves cost CPU (the multipart framing is built once, so what
 is left is httpx and the sockets). By default the server (and its decode workers, which inherit the
-affinity) is pinned to the last core and the clients to the others; the bare measurements run
-on the server's cores, so the service is compared with ORT on the same CPU. The CPU time the
+affinity) is pinned to all cores but the first and the clients to the first; the bare measurements
+run on the server's cores, so the service is compared with ORT on the same CPU. The CPU time the
 server and the clients used per level is recorded, so a client-bound level can be seen.
 
     .venv/bin/python bench/serve.py --write          # measure (<= 10 min), JSON + BENCHMARKS.md
@@ -258,10 +258,11 @@ def _own_cpu() -> float:
 
 # -- one model, the whole run -----------------------------------------------------------------------
 def cpu_split(cores: list[int], pin: bool) -> tuple[list[int] | None, list[int] | None]:
-    """(server cores, client cores): the last core for the server, the rest for the clients."""
+    """(server cores, client cores): the first core for the clients (they use a fraction of it),
+    the others for the server; nothing pinned on one core or when `pin` is off."""
     if not pin or len(cores) < 2:
         return None, None
-    return cores[-1:], cores[:-1]
+    return cores[1:], cores[:1]
 
 
 def serve_levels(bundle: Path, data_dir: Path, uploads: list[tuple[str, bytes]], levels: tuple[int, ...],

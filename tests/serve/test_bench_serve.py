@@ -71,3 +71,17 @@ def test_service_fuzz_stays_up_without_5xx(serve_bundle: Path, tmp_path: Path) -
     fuzz.write_service_section(result, markdown)
     text = markdown.read_text()
     assert fuzz.SERVICE_HEADING in text and "Server deaths: **0**" in text and "**Verdict:**" in text
+
+
+def test_cpu_split_and_tagged_files() -> None:
+    bench = _serve_bench()
+    assert bench.cpu_split([0, 1], True) == ([1], [0])
+    assert bench.cpu_split([0, 1, 2, 3], True) == ([1, 2, 3], [0])
+    assert bench.cpu_split([0], True) == (None, None) and bench.cpu_split([0, 1], False) == (None, None)
+    from medsight.io import read_image
+
+    [(_, png)], [(_, jpeg)] = bench.upload_images(28, 1), bench.upload_images(224, 1)
+    for data in (png, jpeg):
+        a, b = bench.tagged(data, 1), bench.tagged(data, 2)
+        assert a != b and (read_image(a).pixels == read_image(data).pixels).all()
+    assert read_image(jpeg).pixels.shape[-2:] == (224, 224)
