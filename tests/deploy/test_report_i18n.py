@@ -84,7 +84,11 @@ def test_report_writer_pages_are_render_report_pages(prediction_and_manifest, tm
     assert "&lt;script&gt;" in index and Path(path).name in index
 
 
-def test_language_codes() -> None:
+def test_language_codes_and_catalogues() -> None:
+    en, zh = strings("en"), strings("zh-CN")
+    assert set(en) == set(zh)
+    for key, text in en.items():  # the same placeholders in both languages
+        assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", zh[key])), key
     assert [report_language(x) for x in ("zh", "ZH-cn", "zh-Hans", "zh_SG", "en-GB", None)] == \
         ["zh-CN", "zh-CN", "zh-CN", "zh-CN", "en", "en"]
     with pytest.raises(InvalidConfig, match="zh-CN"):
