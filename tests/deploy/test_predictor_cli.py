@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
 from deploy.run_pngs import write_test_pngs
+from hostile import aborting_j2k
 from typer.testing import CliRunner
 
 from medsight.cli import app
@@ -22,13 +22,9 @@ pytestmark = pytest.mark.xdist_group("deploy_runs")
 
 
 def _aborting_j2k(folder: Path) -> Path:
-    """MR_small_jp2klossless.dcm with its SIZ precision byte made 0x63: GDCM aborts the process."""
-    data = bytearray(shared_path("dicom", "pydicom", "MR_small_jp2klossless.dcm").read_bytes())
-    ssiz = data.find(b"\xff\x4f\xff\x51") + 2 + 40
-    assert data[ssiz] == 0x8F
-    data[ssiz] = 0x63
     path = folder / "aborts.dcm"
-    path.write_bytes(bytes(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(aborting_j2k())
     return path
 
 

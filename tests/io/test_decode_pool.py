@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shared_path
+from hostile import aborting_j2k
 
 from medsight.errors import UnreadableImage
 from medsight.io import read_image
@@ -24,14 +25,9 @@ def work(monkeypatch):
 
 
 def _aborting_j2k(tmp_path: Path) -> Path:
-    """MR_small_jp2klossless.dcm with the SIZ precision byte 0x8f made 0x63: GDCM aborts (C++ throw)."""
-    data = bytearray(shared_path("dicom", "pydicom", "MR_small_jp2klossless.dcm").read_bytes())
-    siz = data.find(b"\xff\x4f\xff\x51") + 2  # the SIZ marker after the codestream's SOC
-    ssiz = siz + 40  # Lsiz, Rsiz, 8 x 4-byte sizes, Csiz: then the first component's Ssiz
-    assert data[ssiz] == 0x8F, "MR_small_jp2klossless.dcm changed"
-    data[ssiz] = 0x63
     path = tmp_path / "aborts.dcm"
-    path.write_bytes(bytes(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(aborting_j2k())
     return path
 
 

@@ -4,6 +4,7 @@ One module per command group; importing it registers its commands on `medsight.c
 A new group is a module here plus one `import medsight.cli.<name>` line below.
 """
 
+import medsight.cli.accounts
 import medsight.cli.bundle
 import medsight.cli.data
 import medsight.cli.datasets

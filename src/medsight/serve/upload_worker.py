@@ -12,8 +12,9 @@ import hashlib
 import io
 import tempfile
 import time
+import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,10 @@ class UploadJob:
     """One upload (``mode="upload"``) or a stored de-identified image (``mode="stored"``,
     `stored_format` naming it) to prepare with `plan`, under `max_pixels`."""
 
-    plan: PreparePlan
-    data: bytes
-    secret: bytes
-    max_pixels: int
+    plan: PreparePlan = field(repr=False)
+    data: bytes = field(repr=False)  # never in a repr: it is the patient's file
+    secret: bytes = field(repr=False)
+    max_pixels: int = 0
     mode: str = "upload"
     stored_format: str | None = None
     keep_image: bool = False
@@ -115,8 +116,6 @@ def _read(job: UploadJob, stored_format: str | None
         return _nifti(job)
     if fmt in RASTER:
         return _raster(job, fmt)
-    if fmt == "npz":  # an npz is a zip; handled above. Kept for clarity of the message below.
-        raise _Rejected(415, "a .npz archive is not an image upload")
     raise _Rejected(415, "unsupported file type: upload a DICOM file, a zip of one DICOM series, "
                          "a NIfTI volume (.nii or .nii.gz) or a PNG, JPEG or TIFF image")
 
@@ -196,18 +195,27 @@ def _dicom_zip(job: UploadJob) -> tuple[str, Image, bytes, str | None, str | Non
         raise _Rejected(422, f"the zip archive is corrupt: {exc}") from exc
     if not members:
         raise _Rejected(422, "the zip archive holds no files; zip the DICOM files of one series")
+    inflated = sum(m.file_size for m in members)
+    if inflated > 4 * job.max_pixels:
+        raise _Rejected(413, f"the zip inflates to {inflated:,} bytes, more than this service "
+                             f"accepts ({4 * job.max_pixels:,}); send a smaller series")
+    if all(m.filename.endswith(".npy") for m in members):
+        raise _Rejected(415, "a .npz archive of arrays is not an image upload; upload the image "
+                             "itself (DICOM, NIfTI, PNG, JPEG or TIFF) or a zip of one DICOM series")
     pz = _pseudonymizer(job)
     declared, pseudonym, study_date = 0, None, None
     with tempfile.TemporaryDirectory(prefix="medsight-series-") as tmp:
         paths = []
         for k, info in enumerate(members):
             try:
-                data = archive.read(info)
+                with archive.open(info) as member:  # the head first: no inflating a non-DICOM
+                    head = member.read(4096)
+                    if sniff_format(head) != "dicom":
+                        raise _Rejected(415, f"zip member {k + 1} is not a DICOM file; the zip must "
+                                             "hold the DICOM files of one series only")
+                    data = head + member.read()
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
                 raise _Rejected(422, f"zip member {k + 1} cannot be extracted: {exc}") from exc
-            if sniff_format(data[:4096]) != "dicom":
-                raise _Rejected(415, f"zip member {k + 1} is not a DICOM file; the zip must hold "
-                                     "the DICOM files of one series only")
             ds, pseudonym, study_date = _deidentified(data, job, pz)
             declared += _declared_pixels(ds)
             _too_many(declared, job, "the series' slices x rows x columns")
@@ -243,9 +251,9 @@ def _nifti(job: UploadJob) -> tuple[str, Image, bytes, str | None, str | None]:
     if job.mode == "stored":
         return "nifti", read_nifti(job.data, SOURCE), job.data, None, None
     header = img.header
-    for field in ("descrip", "aux_file", "intent_name", "db_name"):
-        if field in header:
-            header[field] = b""
+    for name in ("descrip", "aux_file", "intent_name", "db_name"):
+        if name in header:
+            header[name] = b""
     header.extensions.clear()
     clean = type(img)(np.asanyarray(img.dataobj), img.affine, header)
     stored = clean.to_bytes()
@@ -258,9 +266,13 @@ def _raster(job: UploadJob, fmt: str) -> tuple[str, Image, bytes, str | None, st
     from PIL import Image as PILImage
 
     try:
-        with PILImage.open(io.BytesIO(job.data)) as im:
-            width, height = im.size
-            pages = int(getattr(im, "n_frames", 1) or 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(job.data)) as im:
+                width, height = im.size
+                pages = int(getattr(im, "n_frames", 1) or 1)
+    except PILImage.DecompressionBombError as exc:
+        raise _Rejected(413, f"the image is too large: {exc}; send a smaller image") from exc
     except Exception as exc:  # noqa: BLE001 - any header failure is a corrupt upload
         raise _Rejected(422, f"corrupt {fmt.upper()} image: {exc}") from exc
     _too_many(width * height * pages, job, "width x height x pages")
