@@ -1,6 +1,6 @@
 """Schemathesis against the live service's own OpenAPI spec: generated requests (valid and invalid by
 the spec) to every operation, as a clinician, and to the review endpoint as a reviewer (on a real
-prediction too), must never get a 5xx; and (xfail until the spec says so) must get only the
+prediction too), must never get a 5xx, and must get only the
 statuses and bodies the spec declares. Examples are bounded so the module runs in < 60 s.
 
 Each operation's strategy is driven by Hypothesis here (`APIOperation.as_strategy`) rather than by
@@ -94,13 +94,6 @@ def test_no_server_error(api_schema: Any, live_server: Any, prediction_id: str) 
     assert live_server.proc.poll() is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the spec does not declare what the service answers: (1) 422 bodies are the app's "
-    "{'detail': str} but routes without responses={422: Problem} (POST /v1/session) document "
-    "FastAPI's HTTPValidationError (detail: array); (2) a body that cannot be parsed (bad "
-    "multipart on POST /v1/predictions and /v1/predictions/batch, undecodable JSON on POST "
-    ".../reviews) gets 400 'There was an error parsing the body', a status no operation "
-    "documents"))
 def test_responses_match_the_spec(api_schema: Any, live_server: Any, prediction_id: str) -> None:
     failures = all_failures(api_schema, live_server, prediction_id, CONFORMANCE)
     assert not failures, "\n\n".join(failures)

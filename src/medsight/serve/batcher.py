@@ -18,13 +18,16 @@ R = TypeVar("R")
 class Batcher(Generic[T, R]):
     """`submit(item)` -> a future of ``run([...items])[k]``. `run` gets each gathered batch and
     returns one result per item (or raises: then every item of that batch gets the error).
-    `on_batch(size, seconds)` is told of each batch (for metrics)."""
+    `on_batch(size, seconds)` is told of each batch (for metrics). `waiting()` (optional) says
+    how many requests could still join: once the batch holds them all it runs at once instead
+    of waiting out `max_wait_ms` (a lone client pays no batching delay)."""
 
     def __init__(self, run: Callable[[list[T]], list[R]], max_batch: int = 32,
                  max_wait_ms: float = 5.0, name: str = "model",
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None,
+                 waiting: Callable[[], int] | None = None) -> None:
         self.run, self.max_batch, self.max_wait_s = run, max(1, int(max_batch)), max_wait_ms / 1e3
-        self.on_batch = on_batch
+        self.on_batch, self.waiting = on_batch, waiting
         self._queue: queue.SimpleQueue[tuple[T, Future[R]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=f"medsight-batch-{name}", daemon=True)
         self._closed = False
@@ -57,6 +60,8 @@ class Batcher(Generic[T, R]):
             deadline = time.monotonic() + self.max_wait_s
             stop = False
             while len(batch) < self.max_batch:
+                if self.waiting is not None and len(batch) >= self.waiting() and self._queue.empty():
+                    break
                 timeout = deadline - time.monotonic()
                 try:
                     nxt = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()

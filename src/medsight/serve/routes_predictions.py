@@ -19,7 +19,7 @@ from medsight.serve.service import Service, ServiceError
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (401, 403, 404, 413, 415, 422, 429, 503)}
+    code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
 
 async def _read(upload: UploadFile, svc: Service) -> bytes:

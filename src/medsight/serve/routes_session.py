@@ -14,7 +14,8 @@ from medsight.serve.service import ServiceError
 router = APIRouter(prefix="/v1/session", tags=["session"])
 
 
-@router.post("", response_model=SessionOut, responses={401: {"model": Problem}, 429: {"model": Problem}},
+@router.post("", response_model=SessionOut,
+             responses={c: {"model": Problem} for c in (400, 401, 422, 429)},
              summary="Sign in with a password")
 def sign_in(request: Request, body: SessionIn, response: Response) -> dict[str, Any]:
     svc = service(request)

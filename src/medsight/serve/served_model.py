@@ -24,10 +24,12 @@ class ServedModel:
         self.version: str = str(m["model"].get("version") or "")
         self.key = self.name
         self.manifest = m
+        self.in_flight = 0  # requests for this model accepted and not answered (event-loop owned)
         self.batcher: Batcher[Any, Any] = Batcher(
             lambda items: run_batch(self, items), max_batch=max_batch, max_wait_ms=max_wait_ms,
             name=self.name,
-            on_batch=None if on_batch is None else (lambda n, s: on_batch(self.key, n, s)))
+            on_batch=None if on_batch is None else (lambda n, s: on_batch(self.key, n, s)),
+            waiting=lambda: self.in_flight)
 
     def describe(self, default: bool) -> dict[str, Any]:
         m = self.manifest

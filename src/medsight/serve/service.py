@@ -113,6 +113,7 @@ class Service:
                                     f"the limit is {self.settings.queue_size}); retry in a second",
                                {"Retry-After": "1"})
         self.in_flight += 1
+        model.in_flight += 1
         self.metrics.in_flight.set(self.in_flight)
         try:
             upload = await self._decode(UploadJob(model.predictor.plan, data, self._deid_secret,
@@ -123,6 +124,7 @@ class Service:
             return await asyncio.wrap_future(model.batcher.submit(pending))
         finally:
             self.in_flight -= 1
+            model.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
 
     async def _decode(self, job: UploadJob) -> UploadResult:

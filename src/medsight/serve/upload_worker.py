@@ -75,7 +75,13 @@ def process_upload(job: UploadJob) -> UploadResult | UploadRejected:
     except _Rejected as exc:
         return UploadRejected(exc.status, exc.reason)
     except UnreadableImage as exc:
-        return UploadRejected(422, exc.reason)
+        status = 413 if exc.reason.startswith("too large") else 422
+        return UploadRejected(status, exc.reason)
+    except MemoryError:
+        return UploadRejected(413, "the image is too large to decode in this service's memory limit")
+    except Exception as exc:  # noqa: BLE001 - a decoder's own error on a corrupt file
+        return UploadRejected(422, f"the file is corrupt or not supported ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]})")
     read_ms = (time.perf_counter() - t0) * 1e3
     prepared = job.plan.prepare(SOURCE, image, read_ms, keep_image=job.keep_image)
     if isinstance(prepared, MedsightError):
@@ -164,6 +170,8 @@ def _date(ds: Any) -> str | None:
 
 
 def _dicom_bytes(ds: Any) -> bytes:
+    for tag in [t for t in ds.keys() if t.group == 0]:  # command-set elements: not for a file
+        del ds[tag]
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=False)
     return buf.getvalue()

@@ -467,8 +467,8 @@ class Store:
             raise MedsightError(f"predictions not stored (nothing was): {_reason(exc)}") from exc
 
     def find_image(self, upload_hmac: str) -> dict | None:
-        """The stored image of an earlier upload with the same HMAC, with "predictions" made from it
-        ([{id, user_id, model_name}], oldest first); None when it was never uploaded."""
+        """The stored image of an earlier upload with the same HMAC, with "predictions": the first
+        prediction made from it ([{id, user_id, model_name}], or []); None when never uploaded."""
         if queryable(upload_hmac) is None:
             return None
         with self._read() as s:
@@ -478,7 +478,7 @@ class Store:
                 return None
             preds = s.execute(select(PredictionRow.id, PredictionRow.user_id, PredictionRow.model_name)
                               .where(PredictionRow.image_id == row.id)
-                              .order_by(PredictionRow.created, PredictionRow.id)).all()
+                              .order_by(PredictionRow.created, PredictionRow.id).limit(1)).all()
             return {**_image_dict(row),
                     "predictions": [{"id": p, "user_id": u, "model_name": m} for p, u, m in preds]}
 
