@@ -1,6 +1,6 @@
 # medsight: two entry points. `make demo` runs the main job, `make test` runs the tests.
 # Each creates .venv when it is missing. `make system-deps` installs Debian packages that
-# some tests need (headless chromium); without them those tests skip and say why.
+# some tests need (headless chromium, PostgreSQL); without them those tests skip and say why.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/medsight demo --out runs/demo $(if $(DATA),--data $(DATA),)
+	$(BIN)/medsight demo --out runs/demo $(if $(DATA),--data $(DATA),) $(if $(SERVE),--serve,)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
@@ -28,8 +28,8 @@ lint: $(STAMP)
 
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "apt-get not found: browser tests will skip"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql >/dev/null; \
+	else echo "apt-get not found: browser and PostgreSQL tests will skip"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
@@ -70,3 +70,17 @@ bench-fuzz: $(STAMP)
 bench: bench-predict
 bench-predict: $(STAMP)
 	$(BIN)/python bench/predict.py --write $(if $(RUN),,--no-run)
+
+# Service section of BENCHMARKS.md from bench/results/serve.json; RUN=1 measures again
+# (loopback HTTP at 1/4/16 clients beside the bare Predictor and bare ORT at batch 32: ~5 min).
+.PHONY: bench-serve
+bench: bench-serve
+bench-serve: $(STAMP)
+	$(BIN)/python bench/serve.py --write $(if $(RUN),,--no-run)
+
+# Service fuzzing section of BENCHMARKS.md from bench/results/fuzz_service.json; RUN=1 fuzzes
+# again (20000 hostile uploads over HTTP to a real server: ~3-5 min).
+.PHONY: bench-fuzz-service
+bench: bench-fuzz-service
+bench-fuzz-service: $(STAMP)
+	$(BIN)/python bench/fuzz.py --service --write $(if $(RUN),--run,)

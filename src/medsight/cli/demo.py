@@ -1,8 +1,12 @@
 """`medsight demo`: the main job end to end (data, check, train, evaluate, report, then bundle the
-chosen model and predict a few images with it)."""
+chosen model, predict a few images with it, and serve it with a demo account when asked to or
+when run from a terminal)."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +24,10 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("runs/demo"),
     data: Annotated[str | None, typer.Option(
         help="A MedMNIST .npz (or any source) instead of the built-in phantoms.")] = None,
+    serve: Annotated[bool | None, typer.Option(
+        "--serve/--no-serve", help="end by serving the bundle at http://127.0.0.1:PORT (default: "
+        "when stdin is a terminal, or SERVE=1)")] = None,
+    port: Annotated[int, typer.Option(help="port of the demo service")] = 8000,
 ) -> None:
     """The main job, end to end: build data, check it, train, evaluate, write the report, bundle
     the chosen model and predict a few test images from files with it."""
@@ -53,3 +61,28 @@ def demo(
     console.print(f"(the same as: medsight predict --bundle {bundle} {inputs[0].parent} --out "
                   f"{summary.out} --report-dir {summary.index.parent})")
     show_results(summary)
+    if serve is None:
+        serve = os.environ.get("SERVE", "") not in ("", "0") or sys.stdin.isatty()
+    if serve:
+        serve_demo(bundle, result.out_dir / "service", port)
+
+
+def serve_demo(bundle: Path, data_dir: Path, port: int) -> None:
+    """Serve `bundle` on loopback with a demo clinician (a new password and API key each time)."""
+    from medsight.cli.serve import serve as serve_command
+    from medsight.serve.db.store import Store
+
+    password = secrets.token_urlsafe(12)
+    with Store.open(data_dir) as store:
+        if store.get_user("demo") is None:
+            store.add_user("demo", "clinician", password)
+        else:
+            store.set_password("demo", password)
+        key = store.create_key("demo")[1]
+    console.rule("5. serve: upload an image in the browser or over the API")
+    console.print(f"web page: http://127.0.0.1:{port}   user: demo   password: {password}",
+                  highlight=False)
+    console.print(f"API key:  {key}", highlight=False)
+    console.print(f"try: curl -H 'Authorization: Bearer {key}' -F file=@IMAGE "
+                  f"http://127.0.0.1:{port}/v1/predictions", highlight=False)
+    serve_command(bundle=[bundle], data_dir=data_dir, port=port)
