@@ -235,6 +235,9 @@ def test_language_follows_accept_language_and_reviewer_adds_a_verdict(browser, l
         expect(review).to_contain_text("disagrees")
         expect(review).to_contain_text("<b>not</b> convinced")  # shown as text, not markup
         expect(review).to_contain_text(reviewer)
+        page.wait_for_function("() => ['result-image', 'result-heatmap'].every(id => {"
+                               " const i = document.getElementById(id);"
+                               " return i.complete && i.naturalWidth > 0; })")
         tab.shot("reviewed")
         assert tab.errors == [], tab.errors
     finally:
