@@ -1,6 +1,7 @@
-"""A real `medsight serve` for the service benchmarks (bench/serve.py, bench/fuzz.py --service):
-started as a subprocess on a free loopback port, optionally pinned to some CPUs, with a clinician
-and a reviewer and their API keys made in its database beforehand; its memory read from /proc."""
+"""A real `medsight serve` for the service benchmarks (bench/serve.py, bench/fuzz.py --service)
+and the service tests (tests/serve/live.py): started as a subprocess on a free loopback port,
+optionally pinned to some CPUs, with users and their API keys made in its database beforehand;
+its memory read from /proc."""
 
 from __future__ import annotations
 
@@ -24,15 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_keys(data_dir: Path) -> dict[str, str]:
-    """One API key per role in `USERS` (users created when missing), made in the database directly."""
+def make_keys(data_dir: Path, users: dict[str, str] | None = None,
+              passwords: dict[str, str] | None = None, database_url: str | None = None
+              ) -> dict[str, str]:
+    """One API key per role of `users` (name -> role; default `USERS`; users created when
+    missing, with `passwords` or a default one), made in the database directly."""
     from medsight.serve.db.store import Store
 
     keys = {}
-    with Store.open(data_dir) as store:
-        for name, role in USERS.items():
+    with Store.open(data_dir, database_url) as store:
+        for name, role in (USERS if users is None else users).items():
             if store.get_user(name) is None:
-                store.add_user(name, role, f"{name} bench password")
+                store.add_user(name, role, (passwords or {}).get(name, f"{name} bench password"))
             keys[role] = store.create_key(name)[1]
     return keys
 
@@ -76,9 +80,9 @@ class LiveService:
                 continue
         return out
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -90,28 +94,39 @@ class LiveService:
 
 
 def start_service(bundles: list[Path], data_dir: Path, *args: str, cpus: list[int] | None = None,
-                  timeout_s: float = 120.0) -> LiveService:
-    """`medsight serve` in a subprocess (on `cpus` if given, its decode workers too); returns
-    when /readyz answers 200, or raises with the server's log."""
+                  timeout_s: float = 120.0, users: dict[str, str] | None = None,
+                  passwords: dict[str, str] | None = None, database_url: str | None = None,
+                  wait: bool = True) -> LiveService:
+    """`medsight serve` in a subprocess (on `cpus` if given, its decode workers too) with the
+    API keys of `users` (see `make_keys`; ``{}`` for none); with `wait`, returns when /readyz
+    answers 200, or raises with the server's log."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    keys = make_keys(data_dir)
+    keys = make_keys(data_dir, users, passwords, database_url) if users != {} else {}
     port = free_port()
     log = data_dir.parent / f"{data_dir.name}-server-{port}.log"
     cmd = [sys.executable, "-m", "medsight.cli", "serve", "--port", str(port), "--data-dir",
            str(data_dir), *args]
     for b in bundles:
         cmd += ["--bundle", str(b)]
+    env = {**os.environ, **({"MEDSIGHT_DATABASE_URL": database_url} if database_url else {})}
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pin)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pin, env=env)
     svc = LiveService(f"http://127.0.0.1:{port}", proc, log, data_dir, keys, cmd, cpus)
+    if wait:
+        wait_ready(svc, timeout_s)
+    return svc
+
+
+def wait_ready(svc: LiveService, timeout_s: float = 120.0) -> None:
+    """Until /readyz answers 200; raises with the server's log if it exits or never does."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"medsight serve exited ({proc.returncode}):\n{svc.log_text()}")
+        if svc.proc.poll() is not None:
+            raise RuntimeError(f"medsight serve exited ({svc.proc.returncode}):\n{svc.log_text()}")
         try:
             if httpx.get(svc.url + "/readyz", timeout=2).status_code == 200:
-                return svc
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
