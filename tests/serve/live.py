@@ -17,6 +17,7 @@ _live = load_module("live_service", Path(__file__).resolve().parents[2] / "bench
 PASSWORDS = {"dr_li": "clinician password 1", "rev_wang": "reviewer password 1",
              "admin": "admin password 123"}
 ROLES = {"dr_li": "clinician", "rev_wang": "reviewer", "admin": "admin"}
+free_port = _live.free_port
 
 
 def ct_dicoms() -> list[Path]:
