@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from medsight.atomic import write_atomic
 from medsight.errors import BundleIntegrityError, InvalidConfig
 
 MANIFEST = "manifest.json"
@@ -67,16 +67,7 @@ def write_bundle(files: Mapping[str, bytes], out: str | os.PathLike[str], overwr
         for name in sorted(files):
             (path / name).write_bytes(files[name])
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(bundle_bytes(files))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, bundle_bytes(files))
 
 
 def check_member_name(name: str) -> None:

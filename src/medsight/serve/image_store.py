@@ -1,11 +1,11 @@
-"""De-identified uploads on disk, named by their sha256 and written atomically (temporary file,
-fsync, rename, fsync of the folder), so a stored record never points at a half-written image."""
+"""De-identified uploads on disk, named by their sha256 and written atomically (`write_atomic`),
+so a stored record never points at a half-written image."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from medsight.atomic import write_atomic
 
 
 class ImageStore:
@@ -26,17 +26,7 @@ class ImageStore:
         if path.exists() and path.stat().st_size == len(data):
             return rel
         path.parent.mkdir(exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        write_atomic(path, data)
         return rel
 
     def get(self, rel: str) -> bytes:
@@ -45,10 +35,3 @@ class ImageStore:
             raise ValueError(f"not an image of this store: {rel}")
         return path.read_bytes()
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -13,11 +13,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from medsight.atomic import write_atomic
 from medsight.deploy.prediction import Prediction
 from medsight.errors import MedsightError, UnreadableImage
 from medsight.io.decode_pool import DecodePool
@@ -242,7 +242,7 @@ class Service:
         pred = await self.explained(rec)
         for name, data in (("heatmap", pred.heatmap_png), ("image", pred.image_png)):
             if data is not None:
-                await run_in_threadpool(_write_atomic, self.derived / f"{rec['id']}.{name}.png", data)
+                await run_in_threadpool(write_atomic, self.derived / f"{rec['id']}.{name}.png", data)
         out = pred.heatmap_png if which == "heatmap" else pred.image_png
         if out is None:
             raise ServiceError(409, "no heatmap could be drawn for this prediction")
@@ -270,8 +270,3 @@ def _review_view(r: dict[str, Any]) -> dict[str, Any]:
             "note": r.get("note") or "",
             "created": created.isoformat() if isinstance(created, datetime) else created}
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -10,9 +10,7 @@ Loading uses ``weights_only=True``: a checkpoint can hold data, never code.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medsight.atomic import write_atomic
 from medsight.errors import BundleIntegrityError
 
 LAST = "last.pt"
@@ -27,19 +26,7 @@ LAST = "last.pt"
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     """Write `state` to `path` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(dict(state), f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
