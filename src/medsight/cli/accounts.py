@@ -116,6 +116,18 @@ def users_password(
     console.print(f"password of [bold]{name}[/] set")
 
 
+@keys_app.command("rotate-signing")
+def keys_rotate_signing(data_dir: DataDir) -> None:
+    """Start a new Ed25519 signing key; bundles signed with the old one still verify."""
+    from medsight.serve.signing_keys import SigningKeys, public_key_text
+
+    keys = SigningKeys(data_dir)
+    key = keys.rotate()
+    console.print(f"new signing key {keys.ring()[-1]['key_id']}; {len(keys.ring()) - 1} earlier "
+                  "key(s) kept for verifying")
+    console.print(public_key_text(key), highlight=False)
+
+
 @keys_app.command("create")
 def keys_create(
     user: Annotated[str, typer.Option("--user", help="the key's owner (created when missing)")],

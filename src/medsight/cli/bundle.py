@@ -1,4 +1,5 @@
-"""`medsight bundle create | verify | inspect`: make, check and read deployment bundles."""
+"""`medsight bundle create | sign | verify | inspect`: make, sign, check and read deployment
+bundles."""
 
 from __future__ import annotations
 
@@ -42,12 +43,42 @@ def bundle_create(
                   f"max |diff| {parity['max_abs_diff']:.1e}, identical decisions")
 
 
-@bundle_app.command("verify")
-def bundle_verify(bundle: Annotated[Path, typer.Argument(help="bundle (.msb or folder)")]) -> None:
-    """Check every hash and file of a bundle and print its summary; exit 1 on any failure."""
-    from medsight.deploy import verify_bundle
+@bundle_app.command("sign")
+def bundle_sign(
+    bundle: Annotated[Path, typer.Argument(help="bundle (.msb or folder) to sign in place")],
+    data_dir: Annotated[Path, typer.Option(help="the service's data folder (its signing key)")],
+) -> None:
+    """Sign a bundle's manifest with the service's Ed25519 key (created on first use)."""
+    from medsight.deploy.bundle import open_bundle
+    from medsight.deploy.bundle_archive import read_bundle, write_bundle
+    from medsight.deploy.signing import sign_files
+    from medsight.serve.signing_keys import SigningKeys, public_key_text
 
-    lines = verify_bundle(bundle)
+    open_bundle(bundle)  # every hash first: never sign a damaged bundle
+    key = SigningKeys(data_dir).current()
+    write_bundle(sign_files(read_bundle(bundle), key), bundle, overwrite=True)
+    signer = open_bundle(bundle).signature
+    console.print(f"[green]signed[/] {bundle} with Ed25519 key {signer.key_id}")
+    console.print(f"public key: {public_key_text(key)}", highlight=False)
+
+
+@bundle_app.command("verify")
+def bundle_verify(
+    bundle: Annotated[Path, typer.Argument(help="bundle (.msb or folder)")],
+    public_key: Annotated[str | None, typer.Option(
+        help="the signer's public key (base64 or PEM, or a file holding it): the bundle must be "
+             "signed by it")] = None,
+) -> None:
+    """Check every hash and file of a bundle (and its signature) and print its summary; exit 1 on
+    any failure."""
+    from medsight.deploy import verify_bundle
+    from medsight.deploy.signing import parse_public_key
+
+    trusted = None
+    if public_key is not None:
+        text = Path(public_key).read_text() if Path(public_key).is_file() else public_key
+        trusted = [parse_public_key(text)]
+    lines = verify_bundle(bundle, trusted)
     console.print(f"[green]OK[/] {bundle}")
     for line in lines:
         console.print(f"  {line}")

@@ -8,6 +8,7 @@ builds one shared `ModelRuntime`. Any failure is a `BundleIntegrityError` naming
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from medsight.deploy.bundle_archive import read_bundle
 from medsight.deploy.manifest import verify
 from medsight.deploy.model_card import CARD_FILE, summary_lines
 from medsight.deploy.runtime import ModelRuntime
+from medsight.deploy.signing import BundleSignature, check_signature
 from medsight.errors import BundleIntegrityError, MedsightError
 from medsight.preprocess import Preprocess
 
@@ -30,6 +32,7 @@ class Bundle:
     preprocess: Preprocess
     runtime: ModelRuntime = field(repr=False)
     model_card_html: str = field(repr=False)
+    signature: BundleSignature | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -40,11 +43,13 @@ class Bundle:
         return summary_lines(self.manifest)
 
 
-def open_bundle(path: str | Path) -> Bundle:
-    """Open and verify the bundle at `path` (a ``.msb`` zip or a bundle folder)."""
+def open_bundle(path: str | Path, trusted_keys: Iterable[bytes] | None = None) -> Bundle:
+    """Open and verify the bundle at `path` (a ``.msb`` zip or a bundle folder). A signature,
+    when present, must match; with `trusted_keys` the bundle must be signed by one of them."""
     p = Path(path)
     files = read_bundle(p)
     manifest = verify(files, where=str(p))
+    signer = check_signature(files, trusted_keys, where=str(p))
     for name, data in files.items():
         if name.endswith(".json") and name != "manifest.json":
             _json(name, data)
@@ -68,13 +73,16 @@ def open_bundle(path: str | Path) -> Bundle:
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleIntegrityError(f"{p}: the manifest's runtime section is incomplete ({exc!r}); "
                                    "was the bundle written by another medsight version?") from exc
-    return Bundle(p, manifest, preprocess, runtime, card)
+    return Bundle(p, manifest, preprocess, runtime, card, signer)
 
 
-def verify_bundle(path: str | Path) -> list[str]:
+def verify_bundle(path: str | Path, trusted_keys: Iterable[bytes] | None = None) -> list[str]:
     """Run every check of `open_bundle` (including building the runtime) and return the
-    bundle's summary lines; `BundleIntegrityError` on the first failure."""
-    return open_bundle(path).summary()
+    bundle's summary lines and who signed it; `BundleIntegrityError` on the first failure."""
+    bundle = open_bundle(path, trusted_keys)
+    signed = (f"signed by Ed25519 key {bundle.signature.key_id}" if bundle.signature
+              else "not signed")
+    return [*bundle.summary(), signed]
 
 
 def _json(name: str, data: bytes) -> Any:

@@ -1,6 +1,7 @@
 """The bundle manifest: one canonical JSON document that describes the model and seals every file.
 
-``files`` maps each other member to its sha256 and size; ``manifest_sha256`` is the sha256 of the
+``files`` maps each other member (but ``signature.json``, see `medsight.deploy.signing`) to its
+sha256 and size; ``manifest_sha256`` is the sha256 of the
 manifest's own canonical JSON without that key. The manifest is written in that canonical form
 (sorted keys, two-space indent), so an edit of one byte -- even whitespace -- is detected.
 """
@@ -19,6 +20,7 @@ from medsight.errors import BundleIntegrityError
 FORMAT = "medsight.bundle"
 FORMAT_VERSION = 1
 SEAL_KEY = "manifest_sha256"
+SIGNATURE = "signature.json"  # signs the manifest itself, so it cannot be listed in it
 
 
 def canonical_json(document: Any) -> bytes:
@@ -77,7 +79,7 @@ def verify(files: Mapping[str, bytes], where: str = "bundle") -> dict[str, Any]:
     listed = doc.get("files")
     if not isinstance(listed, dict):
         raise BundleIntegrityError(f"{where}: {MANIFEST} lists no files")
-    for name in sorted(set(files) - set(listed) - {MANIFEST}):
+    for name in sorted(set(files) - set(listed) - {MANIFEST, SIGNATURE}):
         raise BundleIntegrityError(f"{where}: {name!r} is not listed in {MANIFEST}; refused")
     for name, entry in sorted(listed.items()):
         if name not in files:

@@ -28,6 +28,7 @@ from medsight.serve.rate_limit import RateLimiter
 from medsight.serve.secrets import service_secret
 from medsight.serve.served_model import ServedModel
 from medsight.serve.settings import ServeSettings
+from medsight.serve.signing_keys import SigningKeys
 from medsight.serve.upload_worker import UploadJob, UploadRejected, UploadResult, process_upload
 
 log = logging.getLogger("medsight.serve")
@@ -60,6 +61,8 @@ class Service:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.secret = service_secret(settings.data_dir)
+        self.signing = SigningKeys(settings.data_dir)
+        self.signing.current()  # the signing key exists from the first start
         self._deid_secret = hmac.new(self.secret, b"medsight deid", hashlib.sha256).digest()
         self.metrics = ServiceMetrics()
         self.models: dict[str, ServedModel] = {}

@@ -1,0 +1,89 @@
+"""The service's Ed25519 signing keys: the current private key (0600 PEM in `<data dir>/signing/`,
+created on first use) and a key ring of every public key ever used, so bundles signed before a
+`medsight keys rotate-signing` still verify."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from medsight.atomic import write_atomic
+from medsight.deploy.signing import key_id, raw_public_key
+from medsight.errors import MedsightError
+
+KEYRING = "keyring.json"
+
+
+class SigningKeys:
+    """`current()` signs; `public_keys()` verifies (current and retired); `rotate()` retires the
+    current key and makes a new one."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.folder = Path(data_dir) / "signing"
+
+    def current(self):
+        """The current private key (an `Ed25519PrivateKey`), created on first use."""
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        ring = self._ring()
+        active = [k for k in ring if k["retired"] is None]
+        if not active:
+            return self.rotate()
+        path = self.folder / f"{active[-1]['key_id']}.pem"
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise MedsightError(f"{path} is readable by group or others (mode {mode & 0o777:04o}); "
+                                f"it signs the bundles this service vouches for: chmod 600 {path}")
+        return load_pem_private_key(path.read_bytes(), password=None)
+
+    def rotate(self):
+        """Retire the current key (its public key stays trusted) and start a new one."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+        )
+
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = Ed25519PrivateKey.generate()
+        public = raw_public_key(key)
+        kid = key_id(public)
+        write_atomic(self.folder / f"{kid}.pem",  # mkstemp: created 0600
+                     key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        now = datetime.now(UTC).isoformat()
+        ring = [{**k, "retired": k["retired"] or now} for k in self._ring()]
+        ring.append({"key_id": kid, "public_key": base64.b64encode(public).decode("ascii"),
+                     "created": now, "retired": None})
+        write_atomic(self.folder / KEYRING, (json.dumps(ring, indent=2) + "\n").encode())
+        for old in ring[:-1]:  # a retired private key signs nothing more
+            (self.folder / f"{old['key_id']}.pem").unlink(missing_ok=True)
+        return key
+
+    def public_keys(self) -> list[bytes]:
+        """Every public key of the ring (current last)."""
+        return [base64.b64decode(k["public_key"]) for k in self._ring()]
+
+    def ring(self) -> list[dict[str, Any]]:
+        return self._ring()
+
+    def _ring(self) -> list[dict[str, Any]]:
+        path = self.folder / KEYRING
+        if not path.exists():
+            return []
+        try:
+            return list(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise MedsightError(f"{path} is damaged ({exc}); restore it from a backup") from exc
+
+
+def public_key_text(key) -> str:
+    """The base64 of a key's 32 raw public bytes (what `--public-key` takes)."""
+    return base64.b64encode(raw_public_key(key)).decode("ascii")
+
+
+__all__ = ["SigningKeys", "public_key_text"]
