@@ -34,3 +34,8 @@ class NotFittedError(MedsightError):
 
 class BundleIntegrityError(MedsightError):
     """A saved model bundle is missing files or fails its checksum."""
+
+
+class LicenceError(MedsightError):
+    """A licence is missing, expired, forged, for another bundle or machine, or the clock was set
+    back; the message says which and how to fix it."""
