@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -222,9 +223,20 @@ class Service:
         return rec
 
     # -- heatmaps and reports -----------------------------------------------------------------
-    async def explained(self, rec: dict[str, Any]) -> Prediction:
-        """The record's prediction made again from its stored image, with its heatmap (cached:
-        the overlay and the image as PNGs in `derived/`)."""
+    async def _explanation(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """The record's heatmap overlay and image (PNGs), what the heatmap shows and its warnings:
+        computed once from the stored image through the model that made the prediction, then
+        read from `derived/`."""
+        base = self.derived / rec["id"]
+        info_path = base.with_suffix(".heatmap.json")
+        if info_path.exists():
+            def read() -> dict[str, Any]:
+                out = json.loads(info_path.read_text())
+                for name in ("heatmap", "image"):
+                    png = base.with_suffix(f".{name}.png")
+                    out[name] = png.read_bytes() if png.exists() else None
+                return out
+            return await run_in_threadpool(read)
         model = self.models.get(rec["model_name"])
         if model is None or model.version != rec.get("model_version"):
             raise ServiceError(409, f"the model that made this prediction ({rec['model_name']} "
@@ -235,35 +247,45 @@ class Service:
                                               self.settings.max_pixels, mode="stored",
                                               stored_format=image["format"], keep_image=True))
         [pred] = await run_in_threadpool(model.predictor.finish, [upload.prepared], True)
-        return pred
+        out = {"info": pred.heatmap_info, "heatmap": pred.heatmap_png, "image": pred.image_png,
+               "warnings": [w for w in pred.warnings if w.startswith("heatmap:")]}
+
+        def write() -> None:
+            for name in ("heatmap", "image"):
+                if out[name] is not None:
+                    write_atomic(base.with_suffix(f".{name}.png"), out[name])
+            write_atomic(info_path, json.dumps({"info": out["info"],
+                                                "warnings": out["warnings"]}).encode())
+        await run_in_threadpool(write)
+        return out
 
     async def png(self, rec: dict[str, Any], which: str) -> bytes:
         """`which` = "heatmap" (the overlay) or "image", computed on first request, then cached."""
-        cached = self.derived / f"{rec['id']}.{which}.png"
-        if cached.exists():
-            return await run_in_threadpool(cached.read_bytes)
-        pred = await self.explained(rec)
-        for name, data in (("heatmap", pred.heatmap_png), ("image", pred.image_png)):
-            if data is not None:
-                await run_in_threadpool(write_atomic, self.derived / f"{rec['id']}.{name}.png", data)
-        out = pred.heatmap_png if which == "heatmap" else pred.image_png
+        out = (await self._explanation(rec))[which]
         if out is None:
             raise ServiceError(409, "no heatmap could be drawn for this prediction")
         return out
 
     async def report(self, rec: dict[str, Any], lang: str) -> str:
+        """The printable report of a record, with its (cached) heatmap overlay."""
         from medsight.deploy.report import render_report
 
-        pred = await self.explained(rec)
-        model = self.models[rec["model_name"]]
-        pred.source = "upload"
-        pred.probabilities = rec.get("probabilities") or pred.probabilities
-        pred.label, pred.confidence = rec.get("label", pred.label), rec.get("confidence", pred.confidence)
+        shown = await self._explanation(rec)
         view = self.view(rec)
+        pred = Prediction(source="upload", probabilities=view["probabilities"], label=view["label"],
+                          confidence=view["confidence"], threshold=view["threshold"],
+                          warnings=[*view["warnings"], *shown["warnings"]],
+                          timings_ms=view["timings_ms"], input=view["input"], model=view["model"],
+                          heatmap_png=shown["heatmap"], image_png=shown["image"],
+                          heatmap_info=shown["info"])
         record = {"id": rec["id"], "created": view["created"],
                   "patient_pseudonym": rec.get("patient_pseudonym"),
                   "study_date": view["input"]["study_date"], "user": rec.get("user"),
                   "reviews": view["reviews"]}
+        model = self.models.get(rec["model_name"])
+        if model is None:
+            raise ServiceError(409, f"the model that made this prediction ({rec['model_name']}) is "
+                                    "not served now; its card is needed for the report")
         return render_report(pred, model.manifest, lang=lang, record=record)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from medsight.errors import InvalidConfig
@@ -34,7 +34,6 @@ class ServeSettings:
     decode_memory_mb: int = 4096
     session_hours: float = 12.0
     batch_files: int = 32
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.bundles = [Path(b) for b in self.bundles]
