@@ -41,6 +41,8 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="largest request body (MB)")] = 64.0,
     max_pixels: Annotated[int, typer.Option(help="largest image (pixels or voxels)")] = 100_000_000,
     rate_limit: Annotated[int, typer.Option(help="requests per minute per API key or user")] = 600,
+    licence_days: Annotated[float, typer.Option(
+        help="days an offline licence lasts before it must be renewed online")] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Serve bundles over HTTP: upload an image, get a report (API, OpenAPI page at /docs, web page at /)."""
@@ -58,7 +60,8 @@ def serve(
                              max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size,
                              decode_workers=workers, decode_timeout_s=decode_timeout,
                              decode_memory_mb=decode_memory_mb, max_upload_mb=max_upload_mb,
-                             max_pixels=max_pixels, rate_per_minute=rate_limit)
+                             max_pixels=max_pixels, rate_per_minute=rate_limit,
+                             licence_days=licence_days)
     application = create_app(settings)
     svc = application.state.service
     for model in svc.models.values():

@@ -92,3 +92,54 @@ class SessionOut(BaseModel):
     user: str
     role: str
     csrf_token: str
+
+
+class LicenceIn(BaseModel):
+    """What a clinician asks an offline licence for: the bundle they hold (its UUID and manifest
+    hash), the machine it is bound to (optional) and, to renew, the licence it replaces."""
+
+    model_config = {"extra": "forbid"}
+
+    bundle_uuid: str = Field(min_length=1, max_length=64)
+    manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    machine: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
+    renew: str | None = Field(None, min_length=1, max_length=64,
+                              description="the id of the licence this one renews")
+
+
+class ServiceKey(BaseModel):
+    """One public key of the service's signing key ring (current and retired)."""
+
+    key_id: str
+    public_key: str
+    created: str | None = None
+    retired: str | None = None
+
+
+class LicenceInfo(BaseModel):
+    """An offline licence as stored (the list item): who, which bundle, which machine, when."""
+
+    id: str
+    user: str
+    role: str
+    bundle_uuid: str
+    manifest_sha256: str
+    model: ModelRef
+    machine: str | None
+    issued: str
+    expires: str
+    renewed_from: str | None
+    revoked: str | None
+
+
+class LicenceOut(LicenceInfo):
+    """A licence just issued: its facts, the signed document the offline client keeps, and the
+    service's public keys it checks the licence (and the bundle) with."""
+
+    licence: dict[str, Any]
+    service_keys: list[ServiceKey]
+
+
+class LicenceList(BaseModel):
+    items: list[LicenceInfo]
+    total: int

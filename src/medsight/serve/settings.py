@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ class ServeSettings:
     `max_batch` / `max_wait_ms` shape dynamic batching; `queue_size` bounds the predictions in
     flight (more are answered 503 with Retry-After); `rate_per_minute` is per API key or user;
     `decode_workers` processes decode uploads under `decode_timeout_s` and `decode_memory_mb`.
+    `licence_days`: how long an offline licence (POST /v1/licences) lasts before it must be
+    renewed online.
     """
 
     bundles: list[Path]
@@ -34,6 +37,7 @@ class ServeSettings:
     decode_memory_mb: int = 4096
     session_hours: float = 12.0
     batch_files: int = 32
+    licence_days: float = 30.0
 
     def __post_init__(self) -> None:
         self.bundles = [Path(b) for b in self.bundles]
@@ -47,6 +51,8 @@ class ServeSettings:
                      "batch_files"):
             if getattr(self, name) <= 0:
                 raise InvalidConfig(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.licence_days) and self.licence_days > 0):
+            raise InvalidConfig(f"licence_days must be > 0 (and finite), got {self.licence_days}")
         if self.max_wait_ms < 0:
             raise InvalidConfig(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
 

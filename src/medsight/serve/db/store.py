@@ -1,9 +1,10 @@
-"""`Store`: the service's accounts, predictions, reviews and audit chain over one SQLAlchemy engine.
+"""`Store`: the service's accounts, predictions, reviews, licences and audit chain over one engine.
 
 Thread-safe: one Engine, a Session per call. Values go in and out as plain dicts and frozen
 dataclasses, never ORM objects. Writes that append to the audit chain hold a lock in the Store and
 the database's write lock, so the chain never forks; `add_predictions` commits images, predictions
-and their audit entries in one transaction and returns only after the commit.
+and their audit entries in one transaction and returns only after the commit (as `add_licence`
+and `revoke_licence` do for offline licences).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from medsight.serve.db.tables import (
     ApiKey,
     AuditEntry,
     ImageRow,
+    LicenceRow,
     PredictionRow,
     ReviewRow,
     SessionRow,
@@ -119,6 +121,19 @@ def _prediction_dict(row: PredictionRow) -> dict[str, Any]:
         "patient_pseudonym": row.patient_pseudonym, "study_date": row.study_date, "created": row.created,
         "image": _image_dict(row.image), "reviews": [_review_dict(r) for r in row.reviews],
     }
+
+
+def _licence_dict(row: LicenceRow) -> dict[str, Any]:
+    return {"licence_id": row.licence_id, "user_id": row.user_id, "user": row.user.name,
+            "role": row.user.role, "bundle_uuid": row.bundle_uuid,
+            "manifest_sha256": row.manifest_sha256, "model_name": row.model_name,
+            "model_version": row.model_version, "machine": row.machine, "key_id": row.key_id,
+            "issued": row.issued, "expires": row.expires, "renewed_from": row.renewed_from,
+            "revoked": row.revoked, "revoked_by": row.revoked_by}
+
+
+_LICENCE_KEYS = ("licence_id", "user_id", "bundle_uuid", "manifest_sha256", "model_name",
+                 "model_version", "machine", "key_id", "issued", "expires", "renewed_from")
 
 
 def _check_name(name: str) -> str:
@@ -540,6 +555,73 @@ class Store:
             s.flush()
             row.reviewer = s.get(UserRow, reviewer.id)
             return _review_dict(row)
+
+    # -- offline licences --------------------------------------------------------------------
+
+    def add_licence(self, row: dict, audit: dict) -> dict:
+        """Store an issued licence and its audit entry in ONE transaction; the stored licence."""
+        missing = [k for k in _LICENCE_KEYS if k not in row]
+        unknown = set(row) - set(_LICENCE_KEYS)
+        if missing or unknown:
+            raise InvalidConfig(f"licence {row.get('licence_id')!r}: missing keys {missing}, "
+                                f"unknown keys {sorted(unknown)}")
+        try:
+            with self._tx(audited=True) as s:
+                lic = LicenceRow(**row)
+                s.add(lic)
+                s.flush()
+                append_entries(s, [audit])
+                lic.user = s.get(UserRow, row["user_id"])
+                return _licence_dict(lic)
+        except IntegrityError as exc:
+            raise MedsightError(f"licence not stored: {_reason(exc)}") from exc
+
+    def get_licence(self, licence_id: str) -> dict | None:
+        """One licence, or None."""
+        if queryable(licence_id) is None:
+            return None
+        with self._read() as s:
+            row = s.get(LicenceRow, licence_id)
+            return _licence_dict(row) if row else None
+
+    def list_licences(self, *, user: str | None = None, active: bool | None = None,
+                      now: datetime | None = None, limit: int = 50, offset: int = 0
+                      ) -> tuple[list[dict], int]:
+        """A page of licences, newest first, and how many match in all. `active`: True for those
+        neither revoked nor expired (at `now`), False for the others."""
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise InvalidConfig(f"limit must be 1..{MAX_PAGE} and offset >= 0 (got {limit}, {offset})")
+        if user is not None and queryable(user) is None:
+            return [], 0
+        now = now or _now()
+        conds = []
+        if user is not None:
+            conds.append(LicenceRow.user_id.in_(select(UserRow.id).where(UserRow.name == user)))
+        if active is True:
+            conds += [LicenceRow.revoked.is_(None), LicenceRow.expires > now]
+        elif active is False:
+            conds.append(LicenceRow.revoked.is_not(None) | (LicenceRow.expires <= now))
+        with self._read() as s:
+            total = s.execute(select(func.count()).select_from(LicenceRow).where(*conds)).scalar_one()
+            rows = s.execute(select(LicenceRow).where(*conds)
+                             .order_by(LicenceRow.issued.desc(), LicenceRow.licence_id.desc())
+                             .limit(limit).offset(offset)).scalars().all()
+            return [_licence_dict(r) for r in rows], total
+
+    def revoke_licence(self, licence_id: str, admin: User, audit: dict) -> dict | None:
+        """Revoke a licence (revoking twice keeps the first time and admin) and append its audit
+        entry in one transaction; None (nothing written) when the licence is unknown."""
+        if queryable(licence_id) is None:
+            return None
+        with self._tx(audited=True) as s:
+            row = s.get(LicenceRow, licence_id)
+            if row is None:
+                return None
+            if row.revoked is None:
+                row.revoked, row.revoked_by = _now(), admin.name
+            s.flush()
+            append_entries(s, [audit])
+            return _licence_dict(row)
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "ImageRow",
+    "LicenceRow",
     "PredictionRow",
     "ReviewRow",
     "SessionRow",
@@ -180,6 +181,29 @@ class ReviewRow(Base):
 
     reviewer: Mapped[UserRow] = relationship(lazy="joined")
     prediction: Mapped[PredictionRow] = relationship(back_populates="reviews")
+
+
+class LicenceRow(Base):
+    """An offline licence issued to a clinician for one bundle version (the signed document itself
+    is not kept: it is the answer); revoked licences cannot be renewed."""
+
+    __tablename__ = "licences"
+
+    licence_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    bundle_uuid: Mapped[str] = mapped_column(String(64))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_version: Mapped[str] = mapped_column(String(128))
+    machine: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64))
+    issued: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime)
+    renewed_from: Mapped[str | None] = mapped_column(ForeignKey("licences.licence_id"))
+    revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[UserRow] = relationship(lazy="joined")
 
 
 class AuditEntry(Base):
