@@ -112,7 +112,7 @@ def _issue(svc: Service, who: Principal, body: LicenceIn) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=LicenceOut,
-             responses=_errors(401, 403, 404, 409, 422, 429),
+             responses=_errors(400, 401, 403, 404, 409, 422, 429),
              summary="An offline licence for a bundle this service serves (clinicians)")
 async def create_licence(request: Request, body: LicenceIn,
                          who: Principal = Depends(clinician)) -> dict[str, Any]:
