@@ -32,7 +32,7 @@ def test_cli_reproduces_the_runs_test_probabilities(cnn2d_run, bundle_of, tmp_pa
     paths, expected = write_test_pngs(cnn2d_run, tmp_path / "pngs")
     out = tmp_path / "results.json"
     result = CliRunner().invoke(app, ["predict", "--bundle", str(bundle_of(cnn2d_run)),
-                                      str(tmp_path / "pngs"), "--out", str(out)])
+                                      str(tmp_path / "pngs"), "--out", str(out), "--allow-unsigned"])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     assert [r["path"] for r in rows] == [str(p) for p in paths]  # folder walked in sorted order
@@ -54,7 +54,8 @@ def test_unreadable_inputs_are_reported_the_rest_predicted_exit_1(classical_run,
     reports = tmp_path / "reports"
     result = CliRunner().invoke(app, ["predict", "-b", str(bundle_of(classical_run)),
                                       str(tmp_path / "in"), "-o", str(out),
-                                      "--report-dir", str(reports), "--timeout", "20"])
+                                      "--report-dir", str(reports), "--timeout", "20",
+                                      "--allow-unsigned"])
     assert result.exit_code == 1, result.output
     assert "corrupt.png" in result.output and "decoder crashed (signal 6" in result.output
     assert "2 failed" in result.output and "1 documents (.csv, .txt ...) skipped" in result.output

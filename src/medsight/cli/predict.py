@@ -26,14 +26,21 @@ def predict(
     timeout: Annotated[float, typer.Option(help="seconds allowed to decode one input")] = 30.0,
     memory_mb: Annotated[int, typer.Option(help="memory limit of a decoder worker (MB)")] = 4096,
     batch_size: Annotated[int, typer.Option(help="images per runtime call")] = 32,
+    allow_unsigned: Annotated[bool, typer.Option(
+        help="run an unsigned bundle (a model you trained yourself); results say so")] = False,
 ) -> None:
-    """Predict with a bundle; files are decoded in worker processes (untrusted input)."""
+    """Predict with a bundle, offline: the bundle's signature and every hash, and your licence
+    (`medsight activate`), are checked first. Files are decoded in worker processes."""
     from medsight.deploy.batch import predict_paths
+    from medsight.deploy.licence_store import LicenceStore
 
     with progress_bar("predicting") as update:
         summary = predict_paths(bundle, paths, out=out, report_dir=report_dir, heatmaps=heatmaps,
                                 workers=workers, timeout_s=timeout, memory_mb=memory_mb,
-                                batch_size=batch_size, progress=lambda d, t: update(d, t))
+                                batch_size=batch_size, progress=lambda d, t: update(d, t),
+                                licences=LicenceStore(), allow_unsigned=allow_unsigned)
+    if summary.entitlement:
+        console.print(summary.entitlement, highlight=False)
     show_results(summary)
     if summary.failures:
         raise typer.Exit(1)

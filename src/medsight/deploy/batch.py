@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from medsight.deploy.entitlement import entitle, record_use
 from medsight.deploy.inputs import gather_inputs, read_input, source_label
+from medsight.deploy.licence_store import LicenceStore
 from medsight.deploy.prediction import Prediction
 from medsight.deploy.predictor import Predictor
 from medsight.deploy.report import ReportWriter
@@ -34,6 +36,7 @@ class BatchSummary:
     skipped: int = 0
     out: Path | None = None
     index: Path | None = None
+    entitlement: str | None = None
 
     @property
     def ok(self) -> int:
@@ -94,11 +97,17 @@ def predict_paths(
     memory_mb: int | None = 4096,
     batch_size: int = 32,
     progress: Callable[[int, int | None], None] | None = None,
+    licences: LicenceStore | None = None,
+    allow_unsigned: bool = False,
 ) -> BatchSummary:
     """Predict every input under `paths` with `bundle`, reading files in a decode pool of
     `workers` processes (each item under `timeout_s` and `memory_mb`), so an input that crashes
     or hangs its decoder is reported and the rest go on. Heatmaps are drawn when asked, and by
-    default when `report_dir` is given. `progress(done, total)` is called after each input."""
+    default when `report_dir` is given. `progress(done, total)` is called after each input.
+
+    With `licences` (the offline command), the run must be entitled first: a signed bundle and a
+    valid licence from that store, or an unsigned bundle with `allow_unsigned` (every result then
+    says so); a refusal raises before anything is predicted or written."""
     from medsight.io.decode_pool import DecodePool
 
     paths = [Path(p) for p in paths]
@@ -106,7 +115,13 @@ def predict_paths(
     with DecodePool(work=read_input, workers=max(1, workers), timeout_s=timeout_s,
                     memory_mb=memory_mb) as pool:
         pool.start()  # the workers start while the bundle is verified and its session built
-        predictor = Predictor(bundle, pool=pool, batch_size=batch_size)
+        entitled = None
+        if licences is not None:
+            entitled = entitle(bundle, allow_unsigned=allow_unsigned, store=licences)
+            summary.entitlement = entitled.describe()
+        predictor = Predictor(entitled.bundle if entitled else bundle, pool=pool,
+                              batch_size=batch_size)
+        extra = entitled.warnings if entitled else []
         writer = ResultsWriter(out, predictor.classes) if out is not None else None
         reports = ReportWriter(Path(report_dir), predictor.bundle.manifest) if report_dir else None
         want_heat = bool(report_dir) if heatmaps is None else heatmaps
@@ -121,6 +136,8 @@ def predict_paths(
                 total = len(items)
             for item, result in predictor.stream(items, heatmap=want_heat):
                 summary.n += 1
+                if extra and isinstance(result, Prediction):
+                    result.warnings = [*result.warnings, *extra]
                 _record(summary, source_label(item), result, writer, reports)
                 if progress is not None:
                     progress(summary.n, total)
@@ -130,6 +147,8 @@ def predict_paths(
                 summary.out = writer.path
             if reports is not None:
                 summary.index = reports.close()
+            if entitled is not None and summary.ok:
+                record_use(entitled)
     return summary
 
 
