@@ -11,6 +11,7 @@ import medsight.cli.data
 import medsight.cli.datasets
 import medsight.cli.demo
 import medsight.cli.info
+import medsight.cli.local_app
 import medsight.cli.models
 import medsight.cli.predict
 import medsight.cli.preprocess

@@ -14,7 +14,14 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from medsight import __version__
-from medsight.serve import routes_licences, routes_ops, routes_predictions, routes_session, routes_web
+from medsight.serve import (
+    routes_licences,
+    routes_local,
+    routes_ops,
+    routes_predictions,
+    routes_session,
+    routes_web,
+)
 from medsight.serve.middleware import ServiceMiddleware
 from medsight.serve.service import Service, ServiceError
 from medsight.serve.settings import ServeSettings
@@ -44,6 +51,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     app.include_router(routes_session.router)
     app.include_router(routes_predictions.router)
     app.include_router(routes_licences.router)
+    app.include_router(routes_local.router)
     app.include_router(routes_web.router)
     app.mount("/static", StaticFiles(directory=routes_web.WEB_DIR), name="static")
     app.add_exception_handler(ServiceError, _service_error)

@@ -13,6 +13,8 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from medsight.serve.local_mode import host_allowed
+
 log = logging.getLogger("medsight.serve")
 
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
@@ -47,6 +49,13 @@ class ServiceMiddleware:
         started = time.perf_counter()
         status = {"code": 500}
         path: str = scope["path"]
+
+        if svc.settings.local is not None and not host_allowed(scope.get("headers", [])):
+            await _send_json(send, 403, "this local app answers only to http://127.0.0.1 (or "
+                                        "localhost) on its own port; open the link medsight app printed")
+            status["code"] = 403
+            await self._after(scope, svc, path, status["code"], started)
+            return
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from medsight.serve.deps import ANY_ROLE, SESSION_COOKIE, Principal, service
 from medsight.serve.schemas import Problem, SessionIn, SessionOut
-from medsight.serve.service import ServiceError
+from medsight.serve.service import Service, ServiceError
 
 router = APIRouter(prefix="/v1/session", tags=["session"])
 
@@ -31,13 +31,21 @@ def sign_in(request: Request, body: SessionIn, response: Response) -> dict[str, 
     response.set_cookie(SESSION_COOKIE, token, max_age=int(svc.settings.session_hours * 3600),
                         httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         path="/")
-    return {"user": user.name, "role": user.role, "csrf_token": csrf}
+    return {"user": user.name, "role": user.role, "csrf_token": csrf, **_mode(svc)}
 
 
 @router.get("", response_model=SessionOut, responses={401: {"model": Problem}},
             summary="Who is signed in")
-def whoami(who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
-    return {"user": who.user.name, "role": who.user.role, "csrf_token": who.csrf or ""}
+def whoami(request: Request, who: Principal = Depends(ANY_ROLE)) -> dict[str, Any]:
+    return {"user": who.user.name, "role": who.user.role, "csrf_token": who.csrf or "",
+            **_mode(service(request))}
+
+
+def _mode(svc: Service) -> dict[str, Any]:
+    local = svc.settings.local
+    if local is None:
+        return {"mode": "service", "entitlement": None}
+    return {"mode": "local", "entitlement": local.entitlement.describe()}
 
 
 @router.delete("", status_code=204, responses={401: {"model": Problem}, 403: {"model": Problem}},

@@ -18,7 +18,10 @@ router = APIRouter(include_in_schema=False)
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, lang: Annotated[str | None, Query(max_length=20)] = None) -> HTMLResponse:
     code = negotiate(request.headers.get("accept-language"), lang)
-    return HTMLResponse(render_index(code), headers={"Content-Language": code, "Vary": "Accept-Language"})
+    page = render_index(code)
+    if request.app.state.service.settings.local is not None:  # the page hides accounts
+        page = page.replace("<body>", '<body data-mode="local">', 1)
+    return HTMLResponse(page, headers={"Content-Language": code, "Vary": "Accept-Language"})
 
 
 @router.get("/favicon.ico")

@@ -92,6 +92,9 @@ class SessionOut(BaseModel):
     user: str
     role: str
     csrf_token: str
+    mode: str = Field("service", description="'service', or 'local' in `medsight app`")
+    entitlement: str | None = Field(None, description="local app: what entitles this use "
+                                                      "(the licence, or an unsigned bundle)")
 
 
 class LicenceIn(BaseModel):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medsight.deploy.bundle import Bundle
 from medsight.deploy.predictor import Predictor
 from medsight.serve.batcher import Batcher
 
@@ -15,12 +16,12 @@ class ServedModel:
     """A bundle opened (and so verified: a tampered bundle raises `BundleIntegrityError` here,
     before the service starts) with its batcher; `key` is how requests name it."""
 
-    def __init__(self, bundle: Path, run_batch: Callable[[ServedModel, list[Any]], list[Any]],
+    def __init__(self, bundle: Bundle | Path, run_batch: Callable[[ServedModel, list[Any]], list[Any]],
                  max_batch: int, max_wait_ms: float,
                  on_batch: Callable[[str, int, float], None] | None = None) -> None:
         self.predictor = Predictor(bundle, batch_size=max_batch)
         m = self.predictor.bundle.manifest
-        self.name: str = str(m["model"].get("name") or Path(bundle).stem)
+        self.name: str = str(m["model"].get("name") or Path(self.predictor.bundle.path).stem)
         self.version: str = str(m["model"].get("version") or "")
         self.key = self.name
         self.manifest = m

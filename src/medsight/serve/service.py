@@ -20,10 +20,11 @@ from starlette.concurrency import run_in_threadpool
 
 from medsight.atomic import write_atomic
 from medsight.deploy.prediction import Prediction
-from medsight.errors import MedsightError, UnreadableImage
+from medsight.errors import LicenceError, MedsightError, UnreadableImage
 from medsight.io.decode_pool import DecodePool
 from medsight.serve.db.store import Store, User
 from medsight.serve.image_store import ImageStore
+from medsight.serve.local_mode import result_line
 from medsight.serve.metrics import ServiceMetrics
 from medsight.serve.rate_limit import RateLimiter
 from medsight.serve.secrets import service_secret
@@ -67,7 +68,9 @@ class Service:
         self._deid_secret = hmac.new(self.secret, b"medsight deid", hashlib.sha256).digest()
         self.metrics = ServiceMetrics()
         self.models: dict[str, ServedModel] = {}
-        for path in settings.bundles:  # opened (verified) first: a tampered bundle stops the start
+        local = settings.local
+        sources = [local.entitlement.bundle] if local else settings.bundles  # local: verified once
+        for path in sources:  # opened (verified) first: a tampered bundle stops the start
             model = ServedModel(path, self._run_batch, settings.max_batch, settings.max_wait_ms,
                                 on_batch=self._on_batch)
             if model.key in self.models:
@@ -77,6 +80,8 @@ class Service:
             self.models[model.key] = model
         self.default_model = next(iter(self.models))
         self.store = Store.open(settings.data_dir, settings.database_url)
+        if local and self.store.get_user(local.user_name) is None:
+            self.store.add_user(local.user_name, "clinician")  # no password: the link lets in
         self.images = ImageStore(settings.data_dir)
         self.derived = settings.data_dir / "derived"
         self.derived.mkdir(exist_ok=True, mode=0o700)
@@ -111,6 +116,11 @@ class Service:
                       ) -> dict[str, Any]:
         """Decode, prepare, batch, predict and store one upload; returns its record."""
         model = self.model(model_key)
+        if self.settings.local is not None:
+            try:
+                self.settings.local.check()
+            except LicenceError as exc:
+                raise ServiceError(403, str(exc)) from exc
         if self.in_flight >= self.settings.queue_size:
             self.metrics.rejected.labels("503").inc()
             raise ServiceError(503, f"the service is busy ({self.in_flight} predictions in flight, "
@@ -164,8 +174,13 @@ class Service:
                            "target": rec["id"], "model_version": f"{model.name} {model.version}",
                            "detail": None})
         self.store.add_predictions(records, audits)
-        return [self.view({**r, "user": p.user.name}, duplicate_of=p.duplicate_of)
-                for r, p in zip(records, items, strict=True)]
+        views = [self.view({**r, "user": p.user.name}, duplicate_of=p.duplicate_of)
+                 for r, p in zip(records, items, strict=True)]
+        if self.settings.local is not None:  # the local folder's results file, and the licence's use
+            with open(self.settings.data_dir / "results.jsonl", "ab") as fh:
+                fh.write(b"".join(result_line(v) for v in views))
+            self.settings.local.used()
+        return views
 
     def _record(self, model: ServedModel, p: _Pending, pred: Prediction, now: datetime) -> dict[str, Any]:
         up = p.upload
@@ -176,7 +191,8 @@ class Service:
             "model_uuid": model.manifest["model"].get("uuid"),
             "label": pred.label, "probabilities": dict(pred.probabilities),
             "confidence": float(pred.confidence), "threshold": pred.threshold,
-            "warnings": list(pred.warnings),
+            "warnings": [*pred.warnings, *(self.settings.local.entitlement.warnings
+                                           if self.settings.local else [])],
             "timings": {k: round(float(v), 3) for k, v in pred.timings_ms.items()},
             "input": {**pred.input, "format": up.format},
             "patient_pseudonym": up.patient_pseudonym, "study_date": study, "created": now,
@@ -286,7 +302,11 @@ class Service:
         if model is None:
             raise ServiceError(409, f"the model that made this prediction ({rec['model_name']}) is "
                                     "not served now; its card is needed for the report")
-        return render_report(pred, model.manifest, lang=lang, record=record)
+        page = render_report(pred, model.manifest, lang=lang, record=record)
+        if self.settings.local is not None:  # kept in the local folder, next to results.jsonl
+            await run_in_threadpool(write_atomic, self.settings.data_dir / "reports" /
+                                    f"{rec['id']}.{lang}.html", page.encode("utf-8"))
+        return page
 
 
 def _review_view(r: dict[str, Any]) -> dict[str, Any]:

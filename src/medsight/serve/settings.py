@@ -6,10 +6,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medsight.errors import InvalidConfig
 
 DATABASE_URL_ENV = "MEDSIGHT_DATABASE_URL"
+
+if TYPE_CHECKING:
+    from medsight.serve.local_mode import LocalMode
 
 
 @dataclass
@@ -37,6 +41,7 @@ class ServeSettings:
     decode_memory_mb: int = 4096
     session_hours: float = 12.0
     batch_files: int = 32
+    local: LocalMode | None = None  # `medsight app`: one local user, the licence as entitlement
     licence_days: float = 30.0
 
     def __post_init__(self) -> None:

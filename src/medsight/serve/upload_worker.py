@@ -86,8 +86,8 @@ def process_upload(job: UploadJob) -> UploadResult | UploadRejected:
     prepared = job.plan.prepare(SOURCE, image, read_ms, keep_image=job.keep_image)
     if isinstance(prepared, MedsightError):
         return UploadRejected(422, f"the image cannot be given to this model: {_reason(prepared)}")
-    return UploadResult(prepared, fmt, stored, _stored_format(fmt), hashlib.sha256(stored).hexdigest(),
-                        pseudonym, study_date)
+    return UploadResult(prepared, fmt, stored, _stored_format(fmt, stored),
+                        hashlib.sha256(stored).hexdigest(), pseudonym, study_date)
 
 
 class _Rejected(Exception):
@@ -100,8 +100,12 @@ def _reason(exc: MedsightError) -> str:
     return getattr(exc, "reason", None) or str(exc)
 
 
-def _stored_format(fmt: str) -> str:
-    return {"dicom": "dcm", "dicom-zip": "zip", "nifti": "nii"}.get(fmt, "png" if fmt in RASTER else "npy")
+def _stored_format(fmt: str, stored: bytes) -> str:
+    """How the stored bytes are read back: a raster upload is kept as PNG only when PNG can hold
+    its pixels (`_png_or_npy`), else as .npy."""
+    if fmt in RASTER:
+        return "png" if stored.startswith(b"\x89PNG\r\n\x1a\n") else "npy"
+    return {"dicom": "dcm", "dicom-zip": "zip", "nifti": "nii"}.get(fmt, "npy")
 
 
 def _read(job: UploadJob, stored_format: str | None

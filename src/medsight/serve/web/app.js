@@ -15,6 +15,7 @@
     lang: "en",
     catalogues: {},
     user: null,
+    entitlement: null,
     role: null,
     csrf: null,
     models: [],
@@ -225,7 +226,9 @@
       who.textContent = "";
       return;
     }
-    who.textContent = t("session.who", { user: state.user, role: t("role." + state.role) });
+    who.textContent = state.entitlement
+      ? t("session.local", { entitlement: state.entitlement })
+      : t("session.who", { user: state.user, role: t("role." + state.role) });
     who.hidden = false;
   }
 
@@ -235,7 +238,9 @@
     state.csrf = data.csrf_token;
     $("signin-view").hidden = true;
     $("app-view").hidden = false;
-    $("signout").hidden = false;
+    const local = data.mode === "local";
+    $("signout").hidden = local;  // the local app has no accounts to sign out of
+    state.entitlement = local ? data.entitlement : null;
     const canPredict = PREDICT_ROLES.includes(state.role);
     $("tab-upload").hidden = !canPredict;
     $("new-upload").hidden = !canPredict;
@@ -245,7 +250,7 @@
   }
 
   function clearPrivate() {
-    state.user = state.role = state.csrf = null;
+    state.user = state.role = state.csrf = state.entitlement = null;
     state.current = null;
     state.history = { offset: 0, total: 0, items: [], filters: {}, loaded: false };
     $("history-list").replaceChildren();
@@ -750,6 +755,12 @@
       startSession(data);
       status(null);
     } catch (err) {
+      if (document.body.dataset.mode === "local") {
+        status(err.status === 401 ? "status.local_link" : null);  // no accounts: the link lets in
+        if (err.status !== 401) sayError($("status"), "error.generic", err);
+        document.body.classList.add("ready");
+        return;
+      }
       if (err.status === 401) status(null);
       else sayError($("status"), "error.generic", err);
       showSignin();
