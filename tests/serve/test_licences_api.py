@@ -137,3 +137,13 @@ def test_admins_list_filter_revoke_and_renewals(signed_server) -> None:
                and e["target"] == first]
     assert [e["status"] for e in revokes] == [204, 204]
     assert any(e["action"] == "POST /v1/licences" and e["status"] == 403 for e in entries)
+
+
+def test_a_bundle_signed_by_another_service_is_not_licensed(server_factory, serve_bundle,
+                                                            tmp_path) -> None:
+    bundle = tmp_path / "foreign.msb"
+    write_bundle(sign_files(read_bundle(serve_bundle), SigningKeys(tmp_path / "elsewhere").current()),
+                 bundle)
+    server = server_factory(bundles=[bundle])  # its own key (in tmp_path/data) signed nothing
+    r = _ask(server, open_bundle(bundle).manifest)
+    assert r.status_code == 409 and "not signed by this service" in r.json()["detail"], r.text
