@@ -149,8 +149,9 @@ def test_refusals_name_what_is_wrong_exit_non_zero_and_write_nothing(offline, tm
                 "machine": machine_fingerprint(), **terms}
         return issue_licence(key or keys.current(), **args)
 
-    assert "no licence for this bundle on this machine" in refused(bundle)
-    assert "medsight activate --server URL --bundle B" in refused(bundle)
+    missing = refused(bundle)
+    assert "no licence for this bundle on this machine" in missing
+    assert "medsight activate --server URL --bundle B" in missing
 
     unsigned = refused(serve_bundle)
     assert "is not signed" in unsigned and "--allow-unsigned" in unsigned
@@ -162,7 +163,8 @@ def test_refusals_name_what_is_wrong_exit_non_zero_and_write_nothing(offline, tm
 
     keep(licence())  # a good licence: each case below breaks one thing
     tampered = tampered_copy(bundle, "model.onnx", tmp_path / "tampered.msb")
-    assert "sha256" in refused(tampered) or "checksum" in refused(tampered)
+    changed = refused(tampered)
+    assert "sha256" in changed or "checksum" in changed
     files = members(bundle)
     sig = json.loads(files["signature.json"])
     sig["signature"] = base64.b64encode(bytes(64)).decode()
@@ -171,7 +173,8 @@ def test_refusals_name_what_is_wrong_exit_non_zero_and_write_nothing(offline, tm
     assert "signature does not match the manifest" in refused(tmp_path / "forged.msb")
 
     keep(licence(days=30, now=now - timedelta(days=31)))
-    assert "the licence expired on" in refused(bundle) and "--renew" in refused(bundle)
+    expired = refused(bundle)
+    assert "the licence expired on" in expired and "--renew" in expired
 
     other = {"model": {"uuid": "0" * 32}, "manifest_sha256": "1" * 64}
     keep(licence(manifest=other))

@@ -18,6 +18,7 @@ from medsight.deploy.bundle import open_bundle
 from medsight.deploy.licence import Licence, check_licence, machine_fingerprint
 from medsight.deploy.licence_store import LicenceStore
 from medsight.deploy.manifest import canonical_json
+from medsight.deploy.signing import ring_public_keys
 from medsight.errors import LicenceError
 
 TIMEOUT_S = 30.0
@@ -105,9 +106,7 @@ def activate(server: str, bundle: str | Path, *, api_key: str | None = None,
         doc, keys = dict(answer["licence"]), list(answer["service_keys"])
     except (KeyError, TypeError, ValueError) as exc:
         raise LicenceError(f"{server} answered without a licence ({exc!r})") from exc
-    import base64
-
-    trusted = [base64.b64decode(k["public_key"]) for k in keys]
+    trusted = ring_public_keys(keys)
     if opened.signature.public_key not in set(trusted):
         raise LicenceError(f"the bundle is signed by key {opened.signature.key_id}, which is not "
                            f"one of {server}'s keys: this bundle does not come from that service")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medsight.atomic import write_atomic
+from medsight.deploy.signing import ring_public_keys
 from medsight.errors import LicenceError
 
 CONFIG_ENV = "MEDSIGHT_CONFIG_DIR"
@@ -49,9 +50,7 @@ class StoredLicence:
         return str(self.licence.get("licence", {}).get("expires", ""))
 
     def trusted_keys(self) -> list[bytes]:
-        import base64
-
-        return [base64.b64decode(k["public_key"]) for k in self.service_keys]
+        return ring_public_keys(self.service_keys)
 
 
 class LicenceStore:

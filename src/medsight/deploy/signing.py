@@ -41,6 +41,12 @@ def raw_public_key(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
+def ring_public_keys(ring: Iterable[Mapping[str, object]]) -> list[bytes]:
+    """The raw public keys of a key ring (entries with a base64 "public_key"), as a service's
+    ring is stored and as activation hands it to the offline client."""
+    return [base64.b64decode(str(k["public_key"])) for k in ring]
+
+
 def parse_public_key(text: str) -> bytes:
     """A public key given as base64 of its 32 raw bytes (what medsight prints) or as PEM."""
     text = text.strip()

@@ -21,7 +21,7 @@ class ServedModel:
                  on_batch: Callable[[str, int, float], None] | None = None) -> None:
         self.predictor = Predictor(bundle, batch_size=max_batch)
         m = self.predictor.bundle.manifest
-        self.name: str = str(m["model"].get("name") or Path(self.predictor.bundle.path).stem)
+        self.name: str = str(m["model"].get("name") or self.predictor.bundle.path.stem)
         self.version: str = str(m["model"].get("version") or "")
         self.key = self.name
         self.manifest = m

@@ -24,7 +24,6 @@ from medsight.errors import LicenceError, MedsightError, UnreadableImage
 from medsight.io.decode_pool import DecodePool
 from medsight.serve.db.store import Store, User
 from medsight.serve.image_store import ImageStore
-from medsight.serve.local_mode import result_line
 from medsight.serve.metrics import ServiceMetrics
 from medsight.serve.rate_limit import RateLimiter
 from medsight.serve.secrets import service_secret
@@ -176,10 +175,8 @@ class Service:
         self.store.add_predictions(records, audits)
         views = [self.view({**r, "user": p.user.name}, duplicate_of=p.duplicate_of)
                  for r, p in zip(records, items, strict=True)]
-        if self.settings.local is not None:  # the local folder's results file, and the licence's use
-            with open(self.settings.data_dir / "results.jsonl", "ab") as fh:
-                fh.write(b"".join(result_line(v) for v in views))
-            self.settings.local.used()
+        if self.settings.local is not None:  # the local folder's results file, the licence's use
+            self.settings.local.record(views, self.settings.data_dir)
         return views
 
     def _record(self, model: ServedModel, p: _Pending, pred: Prediction, now: datetime) -> dict[str, Any]:

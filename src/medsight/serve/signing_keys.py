@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medsight.atomic import write_atomic
-from medsight.deploy.signing import key_id, raw_public_key
+from medsight.deploy.signing import key_id, raw_public_key, ring_public_keys
 from medsight.errors import MedsightError
 
 KEYRING = "keyring.json"
@@ -66,7 +66,7 @@ class SigningKeys:
 
     def public_keys(self) -> list[bytes]:
         """Every public key of the ring (current last)."""
-        return [base64.b64decode(k["public_key"]) for k in self._ring()]
+        return ring_public_keys(self._ring())
 
     def ring(self) -> list[dict[str, Any]]:
         return self._ring()
