@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medsight.data.boxes import Boxes
 from medsight.data.refs import resolve
 from medsight.errors import InvalidDataset
 from medsight.io.image import Image
@@ -30,6 +31,7 @@ class Task(StrEnum):
     MULTICLASS = "multiclass"
     MULTILABEL = "multilabel"
     ORDINAL = "ordinal"
+    DETECTION = "detection"
 
 
 Label = int | tuple[int, ...] | None
@@ -41,6 +43,8 @@ class Record:
 
     ``label`` is a class index (binary, multiclass, ordinal), a tuple of 0/1 flags (multilabel)
     or None (unlabelled). ``split`` is ``train``/``val``/``test`` or None when not yet assigned.
+    Detection records carry their annotations in ``boxes`` (None: not annotated, i.e. unlabelled;
+    an empty `Boxes` is an image annotated as holding no object) and leave ``label`` None.
     """
 
     ref: str
@@ -49,6 +53,12 @@ class Record:
     study_id: str | None = None
     split: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    boxes: Boxes | None = None
+
+    @property
+    def annotated(self) -> bool:
+        """Whether the record carries its target: a label, or boxes for detection."""
+        return self.label is not None or self.boxes is not None
 
 
 @dataclass
@@ -93,6 +103,9 @@ class Dataset(Sequence[Sample]):
     # -- construction helpers -------------------------------------------------------------
     def _validate(self) -> None:
         n = len(self.classes)
+        if self.task is Task.DETECTION:
+            self._validate_boxes(n)
+            return
         for r in self.records:
             if r.label is None:
                 continue
@@ -104,6 +117,21 @@ class Dataset(Sequence[Sample]):
             elif not isinstance(r.label, (int, np.integer)) or not 0 <= int(r.label) < n:
                 raise InvalidDataset(
                     f"{self.name}: label {r.label!r} of {r.ref} is not one of 0..{n - 1} "
+                    f"(classes {self.classes})"
+                )
+
+    def _validate_boxes(self, n: int) -> None:
+        for r in self.records:
+            if r.label is not None:
+                raise InvalidDataset(
+                    f"{self.name}: detection record {r.ref} has a class label {r.label!r}; "
+                    "detection targets live in Record.boxes"
+                )
+            if r.boxes is not None and len(r.boxes) and not (
+                (r.boxes.label_array() >= 0).all() and (r.boxes.label_array() < n).all()
+            ):
+                raise InvalidDataset(
+                    f"{self.name}: a box label of {r.ref} is not one of 0..{n - 1} "
                     f"(classes {self.classes})"
                 )
 
@@ -199,7 +227,7 @@ class Dataset(Sequence[Sample]):
         return self._derive(replace(r, split=s) for r, s in zip(self.records, splits, strict=True))
 
     def labelled(self) -> Dataset:
-        return self._derive(r for r in self.records if r.label is not None)
+        return self._derive(r for r in self.records if r.annotated)
 
     def concat(self, other: Dataset) -> Dataset:
         if other.task is not self.task or other.classes != self.classes:
@@ -210,6 +238,13 @@ class Dataset(Sequence[Sample]):
         return self._derive([*self.records, *other.records])
 
     def class_counts(self) -> dict[str, int]:
+        """Records per class; for detection, boxes per class."""
+        if self.task is Task.DETECTION:
+            total = np.zeros(len(self.classes), dtype=np.int64)
+            for r in self.records:
+                if r.boxes is not None:
+                    total += r.boxes.counts(len(self.classes))
+            return {c: int(v) for c, v in zip(self.classes, total, strict=True)}
         if self.task is Task.MULTILABEL:
             lab = self.labels
             ok = lab[:, 0] >= 0 if len(lab) else np.zeros(0, bool)
