@@ -9,12 +9,24 @@ Flips are off unless allowed: a left-right flip turns a normal chest X-ray into 
 so each modality preset says which flips are anatomically harmless (``hflip: false`` for chest).
 Intensity changes are relative to each image's own range, so they work the same on HU, raw
 ultrasound or [0, 1]-scaled pixels.
+
+Detection batches use `BoxAugment` (configured by `BoxAugmentConfig`, presets in
+`DETECTION_PRESETS`), which moves boxes with their image::
+
+    aug = BoxAugment(BoxAugmentConfig.from_config("detection"))
+    x, boxes, labels = aug(x, boxes, labels, generator)
+
+``x`` is a 2D batch ``(N, C, H, W)``; ``boxes[i]`` is image i's ``(N_i, 4)`` xyxy array (numpy or
+torch, pixel edges as in `medsight.data.boxes`) and ``labels[i]`` its ``(N_i,)`` class indices.
+It returns the new batch (same shape) and, per image, the moved boxes as float32 and their
+labels as int64 tensors on ``x``'s device; boxes left with less than ``min_visible`` of their
+area inside the image are dropped together with their labels.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -85,37 +97,10 @@ class AugmentConfig:
         """Build from a preset name, a mapping (optionally with ``preset``) or None (= none)."""
         if isinstance(config, AugmentConfig):
             return config
-        if config is None or config is False:
-            return cls()
-        if isinstance(config, str):
-            config = {"preset": config}
-        if not isinstance(config, Mapping):
-            raise InvalidConfig(f"augment must be a preset name or a mapping, got {config!r}")
-        values = dict(config)
-        preset = values.pop("preset", "none")
-        if preset not in PRESETS:
-            raise InvalidConfig(f"unknown augmentation preset {preset!r}; known: {sorted(PRESETS)}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise InvalidConfig(f"unknown augmentation option(s) {unknown}; known: {sorted(names)}")
-        merged = {**PRESETS[preset], **values}
-        for key in ("scale", "crop", "crop_ratio", "gamma"):
-            if merged.get(key) is not None:
-                pair = tuple(float(v) for v in merged[key])
-                if len(pair) != 2 or pair[0] > pair[1] or pair[0] <= 0:
-                    raise InvalidConfig(
-                        f"augment {key} must be a range [low, high] > 0, got {pair}"
-                    )
-                merged[key] = pair
-        cfg = cls(**merged)
-        for key in ("rotate", "translate", "brightness", "contrast", "noise", "cutout", "mixup",
-                    "cutmix"):
-            if float(getattr(cfg, key)) < 0:
-                raise InvalidConfig(f"augment {key} must be >= 0, got {getattr(cfg, key)}")
-        if cfg.crop is not None and cfg.crop[1] > 1:
-            raise InvalidConfig(f"augment crop is a kept-area fraction in (0, 1], got {cfg.crop}")
-        return cfg
+        return _config_from(
+            cls, config, PRESETS, ("scale", "crop", "crop_ratio", "gamma"),
+            ("rotate", "translate", "brightness", "contrast", "noise", "cutout", "mixup", "cutmix"),
+        )
 
     @property
     def has_affine(self) -> bool:
@@ -153,6 +138,45 @@ class AugmentConfig:
         if self.dflip and spatial_dims == 3:
             axes.append(-3)
         return axes
+
+
+def _config_from(
+    cls: Any,
+    config: str | Mapping[str, Any] | None,
+    presets: Mapping[str, Mapping[str, Any]],
+    ranges: tuple[str, ...],
+    non_negative: tuple[str, ...],
+) -> Any:
+    """A config dataclass from a preset name or a mapping (optionally naming a ``preset``), with
+    `ranges` checked as [low, high] > 0 pairs, `non_negative` as >= 0 and ``crop`` within (0, 1]."""
+    if config is None or config is False:
+        return cls()
+    if isinstance(config, str):
+        config = {"preset": config}
+    if not isinstance(config, Mapping):
+        raise InvalidConfig(f"augment must be a preset name or a mapping, got {config!r}")
+    values = dict(config)
+    preset = values.pop("preset", "none")
+    if preset not in presets:
+        raise InvalidConfig(f"unknown augmentation preset {preset!r}; known: {sorted(presets)}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InvalidConfig(f"unknown augmentation option(s) {unknown}; known: {sorted(names)}")
+    merged = {**presets[preset], **values}
+    for key in ranges:
+        if merged.get(key) is not None:
+            pair = tuple(float(v) for v in merged[key])
+            if len(pair) != 2 or pair[0] > pair[1] or pair[0] <= 0:
+                raise InvalidConfig(f"augment {key} must be a range [low, high] > 0, got {pair}")
+            merged[key] = pair
+    cfg = cls(**merged)
+    for key in non_negative:
+        if float(getattr(cfg, key)) < 0:
+            raise InvalidConfig(f"augment {key} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.crop is not None and cfg.crop[1] > 1:
+        raise InvalidConfig(f"augment crop is a kept-area fraction in (0, 1], got {cfg.crop}")
+    return cfg
 
 
 class BatchAugment:
@@ -282,6 +306,201 @@ class BatchAugment:
 def flip_variants(config: AugmentConfig, spatial_dims: int) -> list[FlipView]:
     """Test-time augmentation views: identity plus each allowed single-axis flip."""
     return flip_views(config.flip_axes(spatial_dims))
+
+
+# -- detection: boxes move with their image -------------------------------------------------
+# Named starting points for `BoxAugmentConfig` (``{"preset": "detection", "rotate": 5}``).
+DETECTION_PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    # Blood smears, microscopy, dermoscopy: no preferred orientation, cells of varying size.
+    "detection": {"hflip": True, "vflip": True, "scale": (0.8, 1.25), "crop": (0.6, 1.0),
+                  "brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.02},
+    # Chest radiographs and CT slices: laterality kept, mild zoom and intensity changes only.
+    "detection_chest": {"scale": (0.9, 1.1), "crop": (0.8, 1.0), "brightness": 0.1,
+                        "contrast": 0.1},
+}
+
+
+@dataclass(frozen=True)
+class BoxAugmentConfig:
+    """What `BoxAugment` randomises for a detection batch; ``BoxAugmentConfig()`` is the identity.
+
+    hflip/vflip: flip width/height with probability 0.5 each. scale: zoom range (> 1 enlarges
+    objects, < 1 shrinks them and pads the border). crop: kept-area fraction range of a random
+    crop resized to the full image (a zoom in by 1/sqrt(area) at a random position). translate:
+    extra shift of up to this fraction of the size. rotate: max in-plane angle in degrees, off by
+    default (a rotated box is the enclosing box of its rotated corners, so it loosens).
+    p_geometric: chance a sample gets the geometric transform. brightness/contrast: as in
+    `AugmentConfig` (relative to each image's range); saturation: blend factor in [1-s, 1+s]
+    with the grey image, hue: rotation of the chroma by up to this fraction of a full turn (both
+    RGB only; single-channel images get brightness/contrast alone). min_visible: a box keeping
+    less than this fraction of its (transformed) area inside the image is dropped.
+    """
+
+    hflip: bool = False
+    vflip: bool = False
+    scale: tuple[float, float] = (1.0, 1.0)
+    crop: tuple[float, float] | None = None
+    translate: float = 0.0
+    rotate: float = 0.0
+    p_geometric: float = 1.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    min_visible: float = 0.4
+
+    @classmethod
+    def from_config(
+        cls, config: str | Mapping[str, Any] | BoxAugmentConfig | None
+    ) -> BoxAugmentConfig:
+        """Build from a preset name of `DETECTION_PRESETS`, a mapping or None (= none)."""
+        if isinstance(config, BoxAugmentConfig):
+            return config
+        cfg = _config_from(
+            cls, config, DETECTION_PRESETS, ("scale", "crop"),
+            ("translate", "rotate", "brightness", "contrast", "saturation", "hue", "min_visible"),
+        )
+        if cfg.min_visible > 1 or cfg.hue > 0.5:
+            raise InvalidConfig(
+                f"augment min_visible must be in [0, 1] and hue in [0, 0.5], got "
+                f"{cfg.min_visible} and {cfg.hue}"
+            )
+        return cfg
+
+    @property
+    def has_geometry(self) -> bool:
+        return bool(self.hflip or self.vflip or self.rotate or self.translate or self.crop
+                    or self.scale != (1.0, 1.0))
+
+
+class BoxAugment:
+    """Apply a `BoxAugmentConfig` to a 2D batch and its boxes with one random transform per image:
+    ``aug(x, boxes, labels, generator) -> (x, boxes, labels)`` (inputs left untouched)."""
+
+    def __init__(self, config: BoxAugmentConfig):
+        self.config = config
+        self._levels = BatchAugment(
+            AugmentConfig(brightness=config.brightness, contrast=config.contrast), 2
+        )
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        boxes: Sequence[torch.Tensor | np.ndarray],
+        labels: Sequence[torch.Tensor | np.ndarray],
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        if x.ndim != 4:
+            raise InvalidConfig(f"box augmentation needs a (N, C, H, W) batch, got {tuple(x.shape)}")
+        n, _, h, w = x.shape
+        if not len(boxes) == len(labels) == n:
+            raise ValueError(f"{n} images need {n} box arrays and label arrays, got "
+                             f"{len(boxes)} and {len(labels)}")
+        xyxy = [torch.as_tensor(b, dtype=torch.float64).reshape(-1, 4).cpu() for b in boxes]
+        lab = [torch.as_tensor(v, dtype=torch.int64).reshape(-1).cpu() for v in labels]
+        for b, v in zip(xyxy, lab, strict=True):
+            if len(b) != len(v):
+                raise ValueError(f"{len(b)} boxes but {len(v)} labels in one image")
+        if n and self.config.has_geometry:
+            forward = self._forward_matrices(n, h, w, generator)
+            x = _warp(x, forward)
+            moved = [_move_boxes(b, m, h, w, self.config.min_visible) for b, m in zip(xyxy, forward,
+                                                                                     strict=True)]
+            xyxy = [b[keep] for b, keep in moved]
+            lab = [v[keep] for v, (_, keep) in zip(lab, moved, strict=True)]
+        if n and (self.config.saturation or self.config.hue) and x.shape[1] == 3:
+            x = self._colour(x, generator)
+        if n and (self.config.brightness or self.config.contrast):
+            x = self._levels(x, generator)
+        device = x.device
+        return (x, [b.to(device=device, dtype=torch.float32) for b in xyxy],
+                [v.to(device) for v in lab])
+
+    def _forward_matrices(self, n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+        """(n, 3, 3) maps from input to output pixel coordinates (x = column, y = row, edges)."""
+        c = self.config
+        size = torch.tensor([w, h], dtype=torch.float64)
+        flip = torch.ones(n, 2, dtype=torch.float64)
+        if c.hflip:
+            flip[:, 0] = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+        if c.vflip:
+            flip[:, 1] = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+        zoom = _uniform(n, *c.scale, g).double()
+        if c.crop is not None:
+            zoom = zoom / _uniform(n, *c.crop, g).double().sqrt()
+        # the window of the (flipped) input that fills the output, centred at `centre`
+        slack = (size / 2 - size / (2 * zoom.unsqueeze(1))).abs()
+        centre = size / 2 + (2 * torch.rand(n, 2, generator=g).double() - 1) * slack
+        if c.translate:
+            centre = centre + (2 * torch.rand(n, 2, generator=g).double() - 1) * c.translate * size
+        angle = _uniform(n, -math.radians(c.rotate), math.radians(c.rotate), g).double()
+        eye = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+        flip_m, shift_in, rot, shift_out = eye.clone(), eye.clone(), eye.clone(), eye.clone()
+        flip_m[:, 0, 0], flip_m[:, 1, 1] = flip[:, 0], flip[:, 1]
+        flip_m[:, :2, 2] = (1 - flip) / 2 * size  # x -> W - x where flipped
+        shift_in[:, :2, 2] = -centre
+        cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+        rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = cos, -sin, sin, cos
+        shift_out[:, :2, 2] = size / 2
+        forward = shift_out @ rot @ shift_in @ flip_m
+        skip = torch.rand(n, generator=g) >= c.p_geometric
+        forward[skip] = eye[skip]
+        return forward
+
+    def _colour(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Saturation and hue jitter of RGB images, linear in the pixel values (any scale)."""
+        c, n = self.config, x.shape[0]
+        yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                            [0.211, -0.523, 0.312]], dtype=torch.float64)
+        sat = _uniform(n, 1 - c.saturation, 1 + c.saturation, g).double()
+        turn = _uniform(n, -c.hue, c.hue, g).double() * 2 * math.pi
+        mix = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+        mix[:, 1, 1], mix[:, 1, 2] = sat * torch.cos(turn), -sat * torch.sin(turn)
+        mix[:, 2, 1], mix[:, 2, 2] = sat * torch.sin(turn), sat * torch.cos(turn)
+        m = (torch.linalg.inv(yiq) @ mix @ yiq).to(device=x.device, dtype=x.dtype)
+        return torch.einsum("nij,njhw->nihw", m, x)
+
+
+def _warp(x: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    """Resample each image by its input->output pixel map; the border is filled with the image's
+    per-channel mean. Images whose map is the identity are copied exactly."""
+    n, _, h, w = x.shape
+    moving = ~torch.all((forward - torch.eye(3, dtype=forward.dtype)).abs() < 1e-12, dim=(1, 2))
+    if not bool(moving.any()):
+        return x
+    to_norm = torch.tensor([[2 / w, 0, -1], [0, 2 / h, -1], [0, 0, 1]], dtype=torch.float64)
+    theta = to_norm @ torch.linalg.inv(forward[moving]) @ torch.linalg.inv(to_norm)
+    sub = x[moving.to(x.device)]
+    grid = F.affine_grid(theta[:, :2].to(device=x.device, dtype=torch.float32), list(sub.shape),
+                         align_corners=False)
+    mean = sub.mean(dim=(2, 3), keepdim=True)
+    moved = F.grid_sample((sub - mean).float(), grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False).to(sub.dtype) + mean
+    out = x.clone()
+    out[moving.to(x.device)] = moved
+    return out
+
+
+def _move_boxes(
+    xyxy: torch.Tensor, forward: torch.Tensor, h: int, w: int, min_visible: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes mapped by `forward` (enclosing box of the moved corners), clipped to the image, and
+    the mask of those keeping at least `min_visible` of their area and a positive size."""
+    if not len(xyxy):
+        return xyxy, torch.zeros(0, dtype=torch.bool)
+    x1, y1, x2, y2 = xyxy.unbind(1)
+    corners = torch.stack([torch.stack([x1, y1], 1), torch.stack([x2, y1], 1),
+                           torch.stack([x1, y2], 1), torch.stack([x2, y2], 1)], 1)  # (B, 4, 2)
+    moved = corners @ forward[:2, :2].T + forward[:2, 2]
+    low, high = moved.amin(dim=1), moved.amax(dim=1)
+    full = (high - low).prod(dim=1)
+    limit = torch.tensor([w, h], dtype=torch.float64)
+    low_c, high_c = low.clamp(min=0).minimum(limit), high.clamp(min=0).minimum(limit)
+    side = high_c - low_c
+    kept = side.prod(dim=1)
+    keep = (side > 0).all(dim=1) & (kept >= min_visible * full)
+    return torch.cat([low_c, high_c], dim=1), keep
 
 
 # -- helpers ---------------------------------------------------------------------------------
