@@ -17,7 +17,9 @@ from medsight.cli.progress import progress_bar
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="image files, folders (recursive), DICOM series")],
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="model bundle (.msb or folder)")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="results file: .json or .csv")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=(
+        "results file: .json or .csv; a detector also writes X.coco.json and X_annotated/*.png "
+        "beside it"))] = None,
     report_dir: Annotated[Path | None, typer.Option(
         help="write one printable HTML report per input and an index.html here")] = None,
     heatmaps: Annotated[bool | None, typer.Option(
@@ -66,5 +68,8 @@ def show_results(summary) -> None:
         err_console.print(f"... and {len(summary.failures) - 50} more (see the results file)")
     if summary.out is not None:
         console.print(f"results: {summary.out.resolve()}")
+    if summary.coco is not None:
+        console.print(f"boxes (COCO): {summary.coco.resolve()}")
+        console.print(f"annotated images: {summary.annotated.resolve()}")
     if summary.index is not None:
         console.print(f"reports: {summary.index.resolve()}")

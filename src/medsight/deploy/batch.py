@@ -1,11 +1,18 @@
 """Predict many inputs in one streaming pass: files and folders in, a JSON or CSV results file and
-optional HTML reports out, unreadable inputs reported with their reason (``medsight predict``)."""
+optional HTML reports out, unreadable inputs reported with their reason (``medsight predict``).
+
+With a detector bundle the results also hold each input's boxes and counts, and beside a results
+file ``X.json`` (or ``X.csv``) go ``X.coco.json`` (COCO: ``images``, ``categories`` and one
+``annotations`` entry per returned box, with its ``score``; ``bbox`` is [x, y, width, height] in
+original-image pixels, so ``pycocotools``' ``loadRes`` reads the annotations) and ``X_annotated/``
+(one PNG per input, the image with the counted boxes drawn)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +44,8 @@ class BatchSummary:
     out: Path | None = None
     index: Path | None = None
     entitlement: str | None = None
+    coco: Path | None = None
+    annotated: Path | None = None
 
     @property
     def ok(self) -> int:
@@ -47,7 +56,8 @@ class ResultsWriter:
     """Streams results into a ``.json`` file (a list of objects) or a ``.csv`` file (one row per
     input, a ``p_<class>`` column per class), so memory does not grow with the number of inputs."""
 
-    def __init__(self, path: str | os.PathLike[str], classes: list[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], classes: list[str],
+                 detection: bool = False) -> None:
         self.path = Path(path)
         self.format = FORMATS.get(self.path.suffix.lower())
         if self.format is None:
@@ -57,18 +67,20 @@ class ResultsWriter:
         self._count = 0
         if self.format == "csv":
             self._csv = csv.writer(self._fh)
-            self._columns = ["path", "label", "confidence", "threshold",
-                             *[f"p_{c}" for c in classes], "warnings", "error"]
+            per_class = [f"n_{c}" for c in classes] if detection else [f"p_{c}" for c in classes]
+            self._columns = ["path", "label", "confidence", "threshold", *per_class,
+                             "warnings", "error"]
             self._classes = classes
+            self._values = "counts" if detection else "probabilities"
             self._csv.writerow(self._columns)
         else:
             self._fh.write("[")
 
     def write(self, row: dict[str, Any]) -> None:
         if self.format == "csv":
-            probs = row.get("probabilities") or {}
+            values = row.get(self._values) or {}
             self._csv.writerow([row["path"], row.get("label"), row.get("confidence"),
-                                row.get("threshold"), *[probs.get(c) for c in self._classes],
+                                row.get("threshold"), *[values.get(c) for c in self._classes],
                                 "; ".join(row.get("warnings") or []), row.get("error") or ""])
         else:
             self._fh.write(("," if self._count else "") + "\n" + json.dumps(row, allow_nan=False))
@@ -78,6 +90,42 @@ class ResultsWriter:
         if self.format == "json":
             self._fh.write("\n]\n")
         self._fh.close()
+
+
+class DetectionFiles:
+    """A detector's COCO document and annotated PNGs beside the results file ``X.ext``:
+    ``X.coco.json`` (written on `close`) and ``X_annotated/NNNNNN_<name>.png``."""
+
+    def __init__(self, results: Path, classes: list[str]) -> None:
+        from medsight.deploy.detections import coco_categories
+
+        self.classes = classes
+        self.coco_path = results.with_name(results.stem + ".coco.json")
+        self.png_dir = results.with_name(results.stem + "_annotated")
+        self.png_dir.mkdir(parents=True, exist_ok=True)
+        self.doc: dict[str, Any] = {"info": {"description": "medsight predict detections"},
+                                    "images": [], "categories": coco_categories(classes),
+                                    "annotations": []}
+
+    def add(self, prediction: Prediction) -> None:
+        from medsight.deploy.detections import coco_results
+
+        image_id = len(self.doc["images"]) + 1
+        shape = prediction.input.get("shape") or []
+        self.doc["images"].append({"id": image_id, "file_name": prediction.source,
+                                   "height": int(shape[-2]) if len(shape) >= 2 else None,
+                                   "width": int(shape[-1]) if len(shape) >= 2 else None})
+        for row in coco_results(image_id, prediction.boxes or [], self.classes):
+            x, y, w, h = row["bbox"]
+            self.doc["annotations"].append({**row, "id": len(self.doc["annotations"]) + 1,
+                                            "area": round(w * h, 3), "iscrowd": 0})
+        if prediction.annotated_png is not None:
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(prediction.source).stem).strip("._")
+            (self.png_dir / f"{image_id:06d}_{stem[:60] or 'input'}.png").write_bytes(
+                prediction.annotated_png)
+
+    def close(self) -> None:
+        self.coco_path.write_text(json.dumps(self.doc, allow_nan=False), encoding="utf-8")
 
 
 def failure_row(source: str, reason: str) -> dict[str, Any]:
@@ -122,9 +170,12 @@ def predict_paths(
         predictor = Predictor(entitled.bundle if entitled else bundle, pool=pool,
                               batch_size=batch_size)
         extra = entitled.warnings if entitled else []
-        writer = ResultsWriter(out, predictor.classes) if out is not None else None
+        detector = predictor.detection is not None
+        writer = ResultsWriter(out, predictor.classes, detector) if out is not None else None
+        boxes = DetectionFiles(writer.path, predictor.classes) if writer and detector else None
         reports = ReportWriter(Path(report_dir), predictor.bundle.manifest) if report_dir else None
         want_heat = bool(report_dir) if heatmaps is None else heatmaps
+        want_heat = want_heat or boxes is not None  # a detector's picture: its boxes drawn
         try:
             def skip(_path: str) -> None:
                 summary.skipped += 1
@@ -138,13 +189,16 @@ def predict_paths(
                 summary.n += 1
                 if extra and isinstance(result, Prediction):
                     result.warnings = [*result.warnings, *extra]
-                _record(summary, source_label(item), result, writer, reports)
+                _record(summary, source_label(item), result, writer, reports, boxes)
                 if progress is not None:
                     progress(summary.n, total)
         finally:
             if writer is not None:
                 writer.close()
                 summary.out = writer.path
+            if boxes is not None:
+                boxes.close()
+                summary.coco, summary.annotated = boxes.coco_path, boxes.png_dir
             if reports is not None:
                 summary.index = reports.close()
             if entitled is not None and summary.ok:
@@ -153,7 +207,8 @@ def predict_paths(
 
 
 def _record(summary: BatchSummary, source: str, result: Prediction | MedsightError,
-            writer: ResultsWriter | None, reports: ReportWriter | None) -> None:
+            writer: ResultsWriter | None, reports: ReportWriter | None,
+            boxes: DetectionFiles | None = None) -> None:
     if isinstance(result, MedsightError):
         reason = str(result)
         summary.failures.append((source, reason))
@@ -167,6 +222,8 @@ def _record(summary: BatchSummary, source: str, result: Prediction | MedsightErr
         writer.write(result.to_dict())
     if reports is not None:
         reports.add(result)
-    result.heatmap = result.heatmap_png = result.image_png = None  # keep memory bounded
+    if boxes is not None:
+        boxes.add(result)
+    result.heatmap = result.heatmap_png = result.image_png = result.annotated_png = None  # bounded
     if len(summary.first) < KEPT_ROWS:
         summary.first.append(result)

@@ -22,6 +22,7 @@ import numpy as np
 import medsight
 from medsight.data.dataset import Task
 from medsight.deploy import bundle_facts as facts
+from medsight.deploy.bundle import Bundle
 from medsight.deploy.bundle_archive import MANIFEST, write_bundle
 from medsight.deploy.export_network import Export
 from medsight.deploy.manifest import FORMAT, FORMAT_VERSION, json_clean, seal
@@ -54,15 +55,28 @@ def create_bundle(run_dir: str | Path, out: str | Path, *, name: str | None = No
     if modality:
         input_spec["modality"] = modality
     check = _check_split(run)
-    arrays = load_arrays(check, chain)
-    x = arrays.x
-    expected = est.predict_proba(check)[arrays.ok]
-    export = _export(est, x, expected)
+    if est.kind == "detector":
+        from medsight.deploy.export_detection import export_detector
+
+        export = export_detector(est)
+    else:
+        arrays = load_arrays(check, chain)
+        x = arrays.x
+        expected = est.predict_proba(check)[arrays.ok]
+        export = _export(est, x, expected)
     files: dict[str, bytes] = {PREPROCESS_FILE: chain.to_json().encode("utf-8"), **export.files}
     manifest = _manifest(run, input_spec, export, name, version, intended_use, limitations, created)
     manifest["preprocess"] = {"file": PREPROCESS_FILE, "fingerprint": chain.fingerprint(),
                               "steps": chain.describe()}
-    manifest["runtime"]["parity"] = _parity(manifest, files, x, expected, est, check.name)
+    if est.kind == "detector":
+        from medsight.deploy.export_detection import detector_parity
+
+        manifest["detection"] = _detection(est)
+        manifest = json_clean(manifest)
+        bundle = Bundle(Path(out), manifest, chain, ModelRuntime(manifest, files), "")
+        manifest["runtime"]["parity"] = detector_parity(bundle, est, check)
+    else:
+        manifest["runtime"]["parity"] = _parity(manifest, files, x, expected, est, check.name)
     manifest = json_clean(manifest)
     files[CARD_FILE] = render_model_card(manifest).encode("utf-8")
     files[MANIFEST] = seal(manifest, files)
@@ -110,6 +124,11 @@ def _manifest(run: facts.RunFolder, input_spec: dict[str, Any], export: Export, 
     est = run.estimator
     metrics = run.metrics
     pos = est.positive_class_ if est.task_ is Task.BINARY else None
+    if est.task_ is Task.DETECTION:
+        calibration = {"method": "none", "description": "none: box scores are the detector's "
+                                                        "own confidences, not calibrated"}
+    else:
+        calibration = _calibration(est, metrics)
     when = (created or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     return {
         "format": FORMAT,
@@ -129,7 +148,7 @@ def _manifest(run: facts.RunFolder, input_spec: dict[str, Any], export: Export, 
         "positive_class": pos,
         "positive_class_name": est.classes_[pos] if pos is not None else None,
         "threshold": _threshold(run, pos),
-        "calibration": _calibration(est, metrics),
+        "calibration": calibration,
         "input": input_spec,
         "runtime": export.runtime,
         "heatmap": export.heatmap,
@@ -143,6 +162,16 @@ def _manifest(run: facts.RunFolder, input_spec: dict[str, Any], export: Export, 
     }
 
 
+def _detection(est: Any) -> dict[str, Any]:
+    """A detector's manifest section: what its boxes are and which of them are returned."""
+    from medsight.deploy.detections import DEFAULT_MIN_SCORE
+
+    return {"max_detections": int(est.max_detections),
+            "min_score": float(getattr(est, "min_score", DEFAULT_MIN_SCORE)),
+            "box_format": "xyxy pixel edges of the original image",
+            "counted_at": float(est.score_threshold_)}
+
+
 def _params(est: Any) -> dict[str, Any]:
     params = est.get_params()
     params.pop("preprocess", None)
@@ -153,6 +182,10 @@ def _params(est: Any) -> dict[str, Any]:
 
 def _threshold(run: facts.RunFolder, pos: int | None) -> dict[str, Any]:
     est = run.estimator
+    if est.task_ is Task.DETECTION:
+        return {"value": float(est.score_threshold_), "method": "validation",
+                "how_chosen": "chosen on the validation split when the detector was fitted",
+                "applies_to": "each box's score: boxes at or above it are counted and drawn"}
     if est.task_ is Task.MULTILABEL:
         return {"value": 0.5, "method": "fixed", "applies_to": "each label's probability"}
     if est.task_ is not Task.BINARY:

@@ -27,7 +27,8 @@ from medsight.models.base import MedsightEstimator, load_estimator
 
 MAX_STATS_IMAGES = 512  # training images read for the intensity statistics (evenly spaced)
 PIXELS_PER_IMAGE = 4096  # pixels sampled per image for the pooled percentiles
-HEADLINE = ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "ppv", "npv", "f1",
+HEADLINE = ("map50", "map50_95", "per_class_ap", "count_exact", "count_mae",
+            "auc", "acc", "balanced_acc", "sensitivity", "specificity", "ppv", "npv", "f1",
             "kappa", "ece", "brier", "log_loss", "mae", "qwk")
 _NOT_EXTERNAL = {"model", "val", "test", "cv", "candidates", "quality", "leakage",
                  "external_vs_internal"}
@@ -82,7 +83,8 @@ def _dataset(frame: pd.DataFrame, est: MedsightEstimator, name: str) -> Dataset:
                               patient_id=None if _missing(row.get("patient_id")) else row["patient_id"],
                               study_id=None if _missing(row.get("study_id")) else row["study_id"],
                               split=None if _missing(row.get("split")) else row["split"], meta=meta))
-    return Dataset(records, est.task_, est.classes_, name=name, positive_class=est.positive_class_)
+    return Dataset(records, est.task_, est.classes_, name=name,
+                   positive_class=getattr(est, "positive_class_", None))
 
 
 def _missing(value: Any) -> bool:
@@ -90,7 +92,7 @@ def _missing(value: Any) -> bool:
 
 
 def _label(value: Any, task: Task) -> Any:
-    if _missing(value):
+    if _missing(value) or task is Task.DETECTION:  # a detection record's target is its boxes
         return None
     if task is Task.MULTILABEL:
         return tuple(int(v) for v in (ast.literal_eval(value) if isinstance(value, str) else value))
@@ -193,7 +195,9 @@ def data_card(run: RunFolder) -> dict[str, Any]:
 
     for split in sorted({group(r) for r in ds.records}):
         part = ds.subset([i for i, r in enumerate(ds.records) if group(r) == split])
-        counts[split] = {"total": len(part), **part.class_counts()}
+        # splits.csv holds no boxes: a detector's data card counts images only
+        counts[split] = {"total": len(part),
+                         **({} if ds.task is Task.DETECTION else part.class_counts())}
         patients[split] = len({p for p in part.patient_ids if p is not None})
     with_patient = sum(p is not None for p in ds.patient_ids)
     return {

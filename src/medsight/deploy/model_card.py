@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 CARD_FILE = "model_card.html"
-_SHOWN = ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "ppv", "npv", "f1", "mae",
-          "qwk", "ece", "brier")
+_SHOWN = ("map50", "map50_95", "auc", "acc", "balanced_acc", "sensitivity", "specificity", "ppv",
+          "npv", "f1", "mae", "qwk", "ece", "brier")
 
 
 def render_model_card(manifest: Mapping[str, Any]) -> str:

@@ -25,6 +25,14 @@ class Prediction:
     summary of the image as read; ``model`` the bundle's name, version and UUID. ``heatmap`` (on
     request) is an array on the original image grid in [0, 1], ``heatmap_png`` the overlay and
     ``image_png`` the image alone (for reports).
+
+    A detector fills ``boxes`` instead of ``probabilities`` (left empty): every box the model
+    returned above the bundle's floor score, highest score first, as ``{"label", "score", "box":
+    [x1, y1, x2, y2]}`` in pixel edges of the original image; ``counts`` are the boxes per class at
+    or above ``threshold`` (the bundle's score threshold, chosen on validation), ``label`` reads
+    them in class order (``"12 RBC, 1 WBC, 0 Platelets"``) and ``confidence`` is the highest score
+    among the counted boxes (0 when none is). ``annotated_png`` (on request) is the image with the
+    counted boxes drawn.
     """
 
     source: str
@@ -40,6 +48,13 @@ class Prediction:
     heatmap_png: bytes | None = field(default=None, repr=False)
     image_png: bytes | None = field(default=None, repr=False)
     heatmap_info: dict[str, Any] | None = None
+    boxes: list[dict[str, Any]] | None = None
+    counts: dict[str, int] | None = None
+    annotated_png: bytes | None = field(default=None, repr=False)
+
+    @property
+    def is_detection(self) -> bool:
+        return self.boxes is not None
 
     def to_dict(self, with_png: bool = False) -> dict[str, Any]:
         """Plain JSON types only; the heatmap array is left out (its PNG as base64 on request)."""
@@ -54,6 +69,12 @@ class Prediction:
             "input": to_plain(self.input),
             "model": to_plain(self.model),
         }
+        if self.boxes is not None:
+            out["boxes"] = [{"label": b["label"], "score": float(b["score"]),
+                             "box": [float(v) for v in b["box"]]} for b in self.boxes]
+            out["counts"] = {k: int(v) for k, v in (self.counts or {}).items()}
+            if with_png and self.annotated_png is not None:
+                out["annotated_png_base64"] = base64.b64encode(self.annotated_png).decode("ascii")
         if self.heatmap_info is not None:
             out["heatmap"] = to_plain(self.heatmap_info)
             if with_png and self.heatmap_png is not None:

@@ -2,7 +2,10 @@
 
 read (in a decode pool for untrusted files) -> the bundle's `Preprocess` -> `ModelRuntime.forward`
 on ONNX Runtime -> decision with the bundle's threshold -> `Prediction`, with out-of-distribution
-warnings and, on request, a heatmap mapped back onto the original image. numpy + ONNX Runtime
+warnings and, on request, a heatmap mapped back onto the original image. A detector bundle takes
+the same path with `ModelRuntime.detect`: its boxes are mapped back onto the original image through
+the geometry the preprocessing recorded and counted at the bundle's score threshold
+(`medsight.deploy.detections`); on request the image is drawn with them. numpy + ONNX Runtime
 only: torch is never imported. Stateless: one runtime session shared by every thread.
 """
 
@@ -67,6 +70,12 @@ class Predictor:
         self.heatmap_method: str = (m.get("heatmap") or {}).get("method") or "occlusion"
         self.model_info = {k: m["model"].get(k) for k in ("name", "version", "uuid", "kind")}
         self.plan = PreparePlan.of(m, self.bundle.preprocess, self.runtime.input_shape)
+        self.detection: Any = None  # a detector's DetectionSpec (classes, threshold, floor)
+        if self.runtime.is_detector:
+            from medsight.deploy.detections import DetectionSpec
+
+            self.detection = DetectionSpec.of(m)
+            self.threshold = self._reported_threshold = self.detection.threshold
 
     @property
     def is_volume(self) -> bool:
@@ -139,6 +148,11 @@ class Predictor:
         tensors = [p.tensor.pixels for p in ready]
         x = tensors[0][None] if len(tensors) == 1 else np.stack(tensors)  # one: a view, no copy
         t0 = time.perf_counter()
+        if self.detection is not None:
+            found = self.runtime.detect(x, batch_size=self.batch_size)
+            per_image = (time.perf_counter() - t0) * 1e3 / len(ready)
+            return [self._detections(p, found.boxes[k], found.scores[k], found.labels[k], per_image,
+                                     heatmap) for k, p in enumerate(ready)]
         want_maps = heatmap and self._uses_cam()
         out = self.runtime.forward(x, with_features=want_maps, batch_size=self.batch_size)
         per_image = (time.perf_counter() - t0) * 1e3 / len(ready)
@@ -165,6 +179,34 @@ class Predictor:
             t0 = time.perf_counter()
             self._explain(pred, p, explained, maps)
             timings["heatmap"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = sum(timings.values())
+        return pred
+
+    def _detections(self, p: Prepared, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                    inference_ms: float, draw: bool) -> Prediction:
+        """A detector's `Prediction`: boxes on the original image, counts at the threshold and,
+        with `draw` (what a heatmap is for a classifier), the image with its boxes."""
+        from medsight.deploy import detections
+
+        t0 = time.perf_counter()
+        dets = detections.to_original(boxes, scores, labels, self.detection,
+                                      p.tensor.metadata.get("geometry", [])[p.geometry_before:],
+                                      p.spatial_shape)
+        rows, counts, label, confidence = detections.summarise(dets, self.detection)
+        timings = {"read": p.read_ms, "preprocess": p.preprocess_ms, "checks": p.checks_ms,
+                   "inference": inference_ms + (time.perf_counter() - t0) * 1e3}
+        pred = Prediction(source=p.source, probabilities={}, label=label, confidence=confidence,
+                          threshold=self.detection.threshold, warnings=list(p.warnings),
+                          timings_ms=timings, input=dict(p.summary), model=self.model_info,
+                          boxes=rows, counts=counts)
+        if draw:
+            if p.image is None:
+                raise ValueError(f"{p.source}: drawing the boxes needs the image as read; prepare "
+                                 "it with keep_image=True")
+            t1 = time.perf_counter()
+            pred.image_png = detections.png(detections.display_uint8(p.image.pixels))
+            pred.annotated_png = detections.annotated_png(p.image.pixels, dets, self.detection)
+            timings["drawing"] = (time.perf_counter() - t1) * 1e3
         timings["total"] = sum(timings.values())
         return pred
 

@@ -22,7 +22,9 @@ _CHAINS: dict[str, Preprocess] = {}
 class Prepared:
     """One input read and preprocessed: the model input (`tensor`, an `Image` whose metadata
     records its geometry), warnings, a summary of the image as read and the timings so far.
-    `image` (the image as read) is kept only when a heatmap will be drawn on it."""
+    `image` (the image as read) is kept only when a heatmap will be drawn on it. `spatial_shape`
+    is the image's (rows, cols[, ...]) as read and `geometry_before` how many geometry records it
+    already carried, so boxes map back through only what the preprocessing added."""
 
     source: str
     tensor: Image
@@ -32,6 +34,8 @@ class Prepared:
     preprocess_ms: float
     checks_ms: float
     image: Image | None = field(default=None, repr=False)
+    spatial_shape: tuple[int, ...] = ()
+    geometry_before: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,8 @@ class PreparePlan:
         t1 = time.perf_counter()
         warnings = ood_warnings(image, tensor.pixels, self.input_spec)
         return Prepared(source, tensor, warnings, image_summary(image), read_ms, preprocess_ms,
-                        (time.perf_counter() - t1) * 1e3, image if keep_image else None)
+                        (time.perf_counter() - t1) * 1e3, image if keep_image else None,
+                        tuple(image.spatial_shape), len(image.metadata.get("geometry", [])))
 
 
 def image_summary(image: Image) -> dict[str, Any]:

@@ -41,6 +41,17 @@ DEFAULT_BATCH = 64
 
 
 @dataclass(frozen=True)
+class DetectorOutput:
+    """A detector graph's answer for a batch: ``boxes`` (N, K, 4) float32 xyxy in model-input
+    pixel edges, ``scores`` (N, K) float32 (0 for padding), ``labels`` (N, K) int64; K is the
+    bundle's ``max_detections``, each row sorted by score."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
 class RuntimeOutput:
     """``probabilities``: (N, K) float64 (multilabel: (N, L)); ``features``: the network's last
     feature maps (N, F, *spatial) float32 when the graph exports them and they were asked for."""
@@ -74,13 +85,19 @@ class ModelRuntime:
         if self.format == "onnx":
             self._session = _session(graph, spec["graph"])
             self._input_name = spec["input_name"]
-            self._outputs = [spec["probabilities_output"]]
+            self._outputs = [spec["detection_outputs"][k] for k in ("boxes", "scores", "labels")] \
+                if self.is_detector else [spec["probabilities_output"]]
             self._outputs_with_maps = [*self._outputs, self._features_output]
             self._input_dtype = np.dtype(spec.get("input_dtype", "float32"))
         elif self.format == "skops":
             self._skops = _load_skops(graph, spec["graph"])
         else:
             raise BundleIntegrityError(f"bundle: unknown model format {self.format!r}")
+
+    @property
+    def is_detector(self) -> bool:
+        """Whether the graph gives boxes (`detect`) instead of probabilities (`forward`)."""
+        return self.kind == "detector"
 
     @property
     def has_features(self) -> bool:
@@ -90,12 +107,10 @@ class ModelRuntime:
     def forward(self, x: np.ndarray, with_features: bool = True,
                 batch_size: int = DEFAULT_BATCH) -> RuntimeOutput:
         """Probabilities (and feature maps) of a preprocessed float32 batch (N, *input_shape)."""
-        x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise InvalidConfig(
-                f"the model takes preprocessed tensors (N, {', '.join(map(str, self.input_shape))}) "
-                f"as the bundle's preprocess chain makes them; got shape {x.shape}")
-        x = x.astype(np.float32, copy=False)
+        if self.is_detector:
+            raise InvalidConfig("this bundle holds a detector: it gives boxes (detect), not "
+                                "class probabilities")
+        x = self._checked(x)
         probas, maps = [], []
         want_maps = with_features and self.has_features
         for start in range(0, len(x), max(1, int(batch_size))):
@@ -109,7 +124,31 @@ class ModelRuntime:
             return RuntimeOutput(probas[0], maps[0] if maps else None)
         return RuntimeOutput(np.concatenate(probas), np.concatenate(maps) if maps else None)
 
+    def detect(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> DetectorOutput:
+        """A detector's boxes, scores and labels for a preprocessed float32 batch
+        (N, *input_shape), boxes on the model-input grid."""
+        if not self.is_detector:
+            raise InvalidConfig("this bundle holds a classifier: it gives probabilities (forward)")
+        x = self._checked(x)
+        parts = [self._session.run(self._outputs, {self._input_name: x[s:s + batch_size]})
+                 for s in range(0, len(x), max(1, int(batch_size)))]
+        if not parts:
+            return DetectorOutput(np.zeros((0, 0, 4), np.float32), np.zeros((0, 0), np.float32),
+                                  np.zeros((0, 0), np.int64))
+        boxes, scores, labels = (np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(3))
+        return DetectorOutput(boxes.astype(np.float32, copy=False),
+                              scores.astype(np.float32, copy=False),
+                              labels.astype(np.int64, copy=False))
+
     # -- internals --------------------------------------------------------------------------
+    def _checked(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise InvalidConfig(
+                f"the model takes preprocessed tensors (N, {', '.join(map(str, self.input_shape))}) "
+                f"as the bundle's preprocess chain makes them; got shape {x.shape}")
+        return x.astype(np.float32, copy=False)
+
     def _run(self, x: np.ndarray, want_maps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         inputs = self._extractor(x) if self._extractor is not None else x
         if self._skops is not None:

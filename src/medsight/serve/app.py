@@ -50,6 +50,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     app.include_router(routes_ops.router)
     app.include_router(routes_session.router)
     app.include_router(routes_predictions.router)
+    app.include_router(routes_predictions.detections_router)
     app.include_router(routes_licences.router)
     app.include_router(routes_local.router)
     app.include_router(routes_web.router)

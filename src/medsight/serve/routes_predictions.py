@@ -1,6 +1,7 @@
 """`/v1/predictions`: upload an image and get its report JSON (one or several files), read
-predictions back (paginated, filtered), their image, heatmap overlay and printable report, and
-the reviewer's verdict."""
+predictions back (paginated, filtered), their image, heatmap overlay (a detector's: the image
+with its boxes drawn) and printable report, and the reviewer's verdict. `POST /v1/detections` is
+the same upload, refused for a model that is not a detector."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from medsight.serve.schemas import BatchOut, PredictionList, PredictionOut, Prob
 from medsight.serve.service import Service, ServiceError
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+detections_router = APIRouter(prefix="/v1/detections", tags=["predictions"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
@@ -44,6 +46,27 @@ async def create_prediction(
     data = await _read(file, svc)
     record = await svc.predict(who.user, data, model, "POST /v1/predictions")
     request.state.audited = True  # its audit entry was committed with the record
+    return record
+
+
+@detections_router.post("", status_code=201, response_model=PredictionOut, responses=_ERRORS,
+                        summary="Find and count objects in one uploaded image (a detector)")
+async def create_detection(
+    request: Request,
+    file: Annotated[UploadFile, File(description="PNG/JPEG/TIFF, DICOM or NIfTI image")],
+    model: Annotated[str | None, Form(description="a detector's name (GET /v1/models, task "
+                                                  "'detection'); default: the first served")] = None,
+    who: Principal = Depends(PREDICTORS),
+) -> dict[str, Any]:
+    svc = service(request)
+    served = svc.model(model)
+    if served.predictor.detection is None:
+        raise ServiceError(409, f"model {served.key!r} is a {served.manifest.get('task')} "
+                                "classifier, not a detector; use POST /v1/predictions or name a "
+                                "detection model (GET /v1/models)")
+    data = await _read(file, svc)
+    record = await svc.predict(who.user, data, served.key, "POST /v1/detections")
+    request.state.audited = True
     return record
 
 
@@ -115,6 +138,12 @@ async def _png(request: Request, pid: str, who: Principal, which: str) -> Respon
             summary="The heatmap overlay (where the model looked), on the image")
 async def heatmap_png(request: Request, pid: str, who: Principal = Depends(ANY_ROLE)) -> Response:
     return await _png(request, pid, who, "heatmap")
+
+
+@router.get("/{pid}/annotated.png", response_class=Response, responses=_ERRORS,
+            summary="A detector's prediction: the image with the counted boxes drawn")
+async def annotated_png(request: Request, pid: str, who: Principal = Depends(ANY_ROLE)) -> Response:
+    return await _png(request, pid, who, "annotated")
 
 
 @router.get("/{pid}/image.png", response_class=Response, responses=_ERRORS,

@@ -27,9 +27,26 @@ class ReviewOut(BaseModel):
     created: str | None = None
 
 
+class BoxOut(BaseModel):
+    """One box a detector found: its class, score and corners in original-image pixels."""
+
+    label: str = Field(examples=["WBC"])
+    score: float = Field(ge=0, le=1, examples=[0.93])
+    box: list[float] = Field(min_length=4, max_length=4, examples=[[212.0, 140.5, 318.0, 251.0]],
+                             description="[x1, y1, x2, y2]: pixel edges of the image as uploaded "
+                                         "(x to the right, y down; (0, 0, 1, 1) is the top-left "
+                                         "pixel)")
+
+
 class PredictionOut(BaseModel):
     """A prediction: the finding, its confidence, warnings, the model, links to the image, its
-    heatmap overlay and the printable report."""
+    heatmap overlay and the printable report.
+
+    A detector's prediction also has ``boxes`` (every box above the model's floor score, highest
+    first), ``counts`` (boxes per class at or above ``threshold``, the model's score threshold),
+    ``label`` the counts as one line (``"12 RBC, 1 WBC, 0 Platelets"``), ``confidence`` the top
+    counted score, empty ``probabilities`` and ``annotated_url`` (the image with the counted boxes
+    drawn) instead of a heatmap."""
 
     id: str
     model: ModelRef
@@ -47,6 +64,10 @@ class PredictionOut(BaseModel):
     report_url: str
     duplicate_of: str | None = None
     reviews: list[ReviewOut] = []
+    boxes: list[BoxOut] | None = Field(None, description="detectors only")
+    counts: dict[str, int] | None = Field(None, description="detectors only: boxes per class at "
+                                                            "the threshold")
+    annotated_url: str | None = Field(None, description="detectors only")
 
 
 class BatchError(BaseModel):

@@ -192,6 +192,8 @@ class Service:
                                            if self.settings.local else [])],
             "timings": {k: round(float(v), 3) for k, v in pred.timings_ms.items()},
             "input": {**pred.input, "format": up.format},
+            "detections": {"boxes": pred.boxes, "counts": pred.counts} if pred.is_detection
+            else None,
             "patient_pseudonym": up.patient_pseudonym, "study_date": study, "created": now,
             "image": {"sha256": up.sha256, "path": p.image_path, "format": up.stored_format,
                       "size_bytes": len(up.stored), "upload_hmac": p.upload_hmac},
@@ -210,6 +212,7 @@ class Service:
         study = rec.get("study_date")
         created = rec.get("created")
         base = f"/v1/predictions/{pid}"
+        found = rec.get("detections")
         return {
             "id": pid,
             "model": {"name": rec.get("model_name"), "version": rec.get("model_version"),
@@ -224,6 +227,9 @@ class Service:
             "created": created.isoformat() if isinstance(created, datetime) else created,
             "heatmap_url": f"{base}/heatmap.png", "image_url": f"{base}/image.png",
             "report_url": f"{base}/report",
+            "boxes": found["boxes"] if found else None,
+            "counts": found["counts"] if found else None,
+            "annotated_url": f"{base}/annotated.png" if found else None,
             "duplicate_of": duplicate_of if duplicate_of is not None else rec.get("duplicate_of"),
             "reviews": [_review_view(r) for r in rec.get("reviews") or []],
         }
@@ -237,15 +243,15 @@ class Service:
 
     # -- heatmaps and reports -----------------------------------------------------------------
     async def _explanation(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """The record's heatmap overlay and image (PNGs), what the heatmap shows and its warnings:
-        computed once from the stored image through the model that made the prediction, then
-        read from `derived/`."""
+        """The record's heatmap overlay and image (PNGs; a detector's: the image with its boxes
+        drawn, "annotated"), what the heatmap shows and its warnings: computed once from the
+        stored image through the model that made the prediction, then read from `derived/`."""
         base = self.derived / rec["id"]
         info_path = base.with_suffix(".heatmap.json")
         if info_path.exists():
             def read() -> dict[str, Any]:
                 out = json.loads(info_path.read_text())
-                for name in ("heatmap", "image"):
+                for name in _PICTURES:
                     png = base.with_suffix(f".{name}.png")
                     out[name] = png.read_bytes() if png.exists() else None
                 return out
@@ -261,10 +267,11 @@ class Service:
                                               stored_format=image["format"], keep_image=True))
         [pred] = await run_in_threadpool(model.predictor.finish, [upload.prepared], True)
         out = {"info": pred.heatmap_info, "heatmap": pred.heatmap_png, "image": pred.image_png,
+               "annotated": pred.annotated_png,
                "warnings": [w for w in pred.warnings if w.startswith("heatmap:")]}
 
         def write() -> None:
-            for name in ("heatmap", "image"):
+            for name in _PICTURES:
                 if out[name] is not None:
                     write_atomic(base.with_suffix(f".{name}.png"), out[name])
             write_atomic(info_path, json.dumps({"info": out["info"],
@@ -273,7 +280,14 @@ class Service:
         return out
 
     async def png(self, rec: dict[str, Any], which: str) -> bytes:
-        """`which` = "heatmap" (the overlay) or "image", computed on first request, then cached."""
+        """`which` = "heatmap" (the overlay), "image" or "annotated" (a detector's boxes drawn),
+        computed on first request, then cached."""
+        if which == "annotated" and not rec.get("detections"):
+            raise ServiceError(409, "this prediction was made by a classifier: it has no boxes to "
+                                    "draw (see heatmap.png)")
+        if which == "heatmap" and rec.get("detections"):
+            raise ServiceError(409, "this prediction was made by a detector: it has boxes, not a "
+                                    "heatmap (see annotated.png)")
         out = (await self._explanation(rec))[which]
         if out is None:
             raise ServiceError(409, "no heatmap could be drawn for this prediction")
@@ -290,7 +304,8 @@ class Service:
                           warnings=[*view["warnings"], *shown["warnings"]],
                           timings_ms=view["timings_ms"], input=view["input"], model=view["model"],
                           heatmap_png=shown["heatmap"], image_png=shown["image"],
-                          heatmap_info=shown["info"])
+                          heatmap_info=shown["info"], boxes=view["boxes"], counts=view["counts"],
+                          annotated_png=shown.get("annotated"))
         record = {"id": rec["id"], "created": view["created"],
                   "patient_pseudonym": rec.get("patient_pseudonym"),
                   "study_date": view["input"]["study_date"], "user": rec.get("user"),
@@ -304,6 +319,9 @@ class Service:
             await run_in_threadpool(write_atomic, self.settings.data_dir / "reports" /
                                     f"{rec['id']}.{lang}.html", page.encode("utf-8"))
         return page
+
+
+_PICTURES = ("heatmap", "image", "annotated")
 
 
 def _review_view(r: dict[str, Any]) -> dict[str, Any]:

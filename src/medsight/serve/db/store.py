@@ -63,7 +63,7 @@ KEY_FAILURE_WINDOW_S = 60.0
 _REQUIRED = ("id", "user_id", "model_name", "model_version", "label", "probabilities", "confidence",
              "created", "image")
 _OPTIONAL = {"model_uuid": None, "threshold": None, "warnings": list, "timings": dict, "input": dict,
-             "patient_pseudonym": None, "study_date": None}
+             "detections": None, "patient_pseudonym": None, "study_date": None}
 _IMAGE_REQUIRED = ("sha256", "path", "format", "size_bytes")
 
 
@@ -113,13 +113,17 @@ def _review_dict(row: ReviewRow) -> dict[str, Any]:
 
 
 def _prediction_dict(row: PredictionRow) -> dict[str, Any]:
+    """A stored prediction; "detections" (a detector's boxes and counts) only when it has them."""
+    detections = {"detections": row.detections} if row.detections is not None else {}
     return {
         "id": row.id, "user_id": row.user_id, "user": row.user.name, "model_name": row.model_name,
         "model_version": row.model_version, "model_uuid": row.model_uuid, "label": row.label,
         "probabilities": row.probabilities, "confidence": row.confidence, "threshold": row.threshold,
         "warnings": row.warnings, "timings": row.timings, "input": row.input,
-        "patient_pseudonym": row.patient_pseudonym, "study_date": row.study_date, "created": row.created,
+        "patient_pseudonym": row.patient_pseudonym, "study_date": row.study_date,
+        "created": row.created,
         "image": _image_dict(row.image), "reviews": [_review_dict(r) for r in row.reviews],
+        **detections,
     }
 
 

@@ -158,6 +158,7 @@ class PredictionRow(Base):
     warnings: Mapped[list[Any]] = mapped_column(JSON)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    detections: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # boxes, counts
     patient_pseudonym: Mapped[str | None] = mapped_column(String(128), index=True)
     study_date: Mapped[date | None] = mapped_column(Date)
     created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

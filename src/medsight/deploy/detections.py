@@ -1,0 +1,119 @@
+"""A detector's raw output as a `Prediction` says it: boxes mapped back onto the original image,
+counts per class at the bundle's score threshold, a label a clinician reads, the annotated
+picture, and COCO results rows (``medsight predict``'s ``detections.coco.json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medsight.data.boxes import Detections
+from medsight.preprocess.box_geometry import boxes_back
+
+DEFAULT_MIN_SCORE = 0.05  # boxes scoring lower are not returned at all (bundles state their own)
+
+
+@dataclass(frozen=True)
+class DetectionSpec:
+    """What a detector bundle's manifest fixes: the classes, the score threshold boxes are
+    counted (and drawn) at, and the floor below which boxes are not returned."""
+
+    classes: tuple[str, ...]
+    threshold: float
+    min_score: float
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> DetectionSpec:
+        det = manifest.get("detection") or {}
+        threshold = (manifest.get("threshold") or {}).get("value")
+        return cls(tuple(str(c) for c in manifest["classes"]),
+                   float(0.5 if threshold is None else threshold),
+                   float(det.get("min_score", DEFAULT_MIN_SCORE)))
+
+
+def to_original(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, spec: DetectionSpec,
+                transforms: Sequence[Mapping[str, Any]], original_shape: Sequence[int]) -> Detections:
+    """One image's graph output (K boxes on the model-input grid, padding scored 0) -> the
+    detections above the floor, in pixel edges of the original image (clipped to it)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    keep = (scores >= spec.min_score) & (scores > 0)
+    xyxy = boxes_back(np.asarray(boxes)[keep], transforms, tuple(original_shape)[-2:])
+    return Detections(xyxy, scores[keep], np.asarray(labels)[keep])
+
+
+def count_label(counts: Mapping[str, int]) -> str:
+    """The counts as one line in class order, every class named: ``"12 RBC, 1 WBC, 0 Platelets"``."""
+    return ", ".join(f"{n} {c}" for c, n in counts.items())
+
+
+def summarise(dets: Detections, spec: DetectionSpec
+              ) -> tuple[list[dict[str, Any]], dict[str, int], str, float]:
+    """(box rows, counts at the threshold, label, confidence) of one image's detections."""
+    rows = [{"label": spec.classes[int(k)], "score": round(float(s), 6),
+             "box": [round(float(v), 3) for v in b]}
+            for b, s, k in zip(dets.xyxy, dets.scores, dets.labels, strict=True)]
+    n = dets.counts(len(spec.classes), spec.threshold)
+    counts = {c: int(v) for c, v in zip(spec.classes, n, strict=True)}
+    counted = dets.scores[dets.scores >= spec.threshold]
+    return rows, counts, count_label(counts), float(counted.max()) if len(counted) else 0.0
+
+
+def display_uint8(pixels: np.ndarray) -> np.ndarray:
+    """(C, H, W) image -> (H, W, 3) uint8 as a person sees it: 8-bit pixels as they are, anything
+    else stretched between its 1st and 99th percentiles; grey and 2-channel images as grey."""
+    x = np.asarray(pixels)
+    x = x if x.shape[0] == 3 else x.mean(axis=0, keepdims=True)
+    if x.dtype != np.uint8:
+        lo, hi = np.percentile(x, [1, 99])
+        if hi - lo < 1e-12:
+            lo, hi = float(x.min()), float(x.max()) + 1e-12
+        x = np.round(np.clip((x.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0) * 255)
+    x = np.asarray(x, dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(x, 3, axis=0).transpose(1, 2, 0) if x.shape[0] == 1
+                                else x.transpose(1, 2, 0))
+
+
+def png(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 -> PNG bytes."""
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def annotated_png(pixels: np.ndarray, dets: Detections, spec: DetectionSpec) -> bytes:
+    """The image with the boxes at or above the threshold drawn, each with its label and score."""
+    from medsight.explain.box_overlay import draw_boxes
+
+    shown = dets.above(spec.threshold)
+    return png(draw_boxes(display_uint8(pixels), shown.xyxy, shown.labels, scores=shown.scores,
+                          classes=list(spec.classes)))
+
+
+def coco_results(image_id: int, boxes: Sequence[Mapping[str, Any]], classes: Sequence[str]
+                 ) -> list[dict[str, Any]]:
+    """COCO detection results rows of one image: ``bbox`` is [x, y, width, height] in pixels,
+    ``category_id`` the class index + 1 (as `coco_categories` numbers them)."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = []
+    for b in boxes:
+        x1, y1, x2, y2 = (float(v) for v in b["box"])
+        out.append({"image_id": image_id, "category_id": index[b["label"]] + 1,
+                    "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+                    "score": float(b["score"])})
+    return out
+
+
+def coco_categories(classes: Sequence[str]) -> list[dict[str, Any]]:
+    """The COCO ``categories`` of a bundle's classes, numbered from 1 in class order."""
+    return [{"id": i + 1, "name": c} for i, c in enumerate(classes)]
+
+
+__all__ = ["DetectionSpec", "annotated_png", "coco_categories", "coco_results", "count_label",
+           "display_uint8", "summarise", "to_original"]
