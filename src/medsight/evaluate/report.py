@@ -18,6 +18,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from medsight.evaluate import plots
+from medsight.evaluate.detection import DetectionEvaluation
 
 HEADLINE = ("auc", "acc", "balanced_acc", "sensitivity", "specificity", "ppv", "npv", "f1",
             "kappa", "ece", "brier")
@@ -35,6 +36,16 @@ class SplitResult:
 
 
 @dataclass
+class DetectionSplit:
+    """A detector's evaluation of one split, with its example images (true and predicted boxes
+    drawn) as one PNG."""
+
+    name: str
+    evaluation: DetectionEvaluation
+    examples_png: bytes | None = None
+
+
+@dataclass
 class ReportData:
     """Everything the report shows; optional parts are simply left out when empty."""
 
@@ -45,6 +56,7 @@ class ReportData:
     model_label: str
     threshold: float | None
     splits: list[SplitResult]
+    detection: list[DetectionSplit] = field(default_factory=list)
     data_summary: dict[str, Any] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     preprocess_steps: list[str] = field(default_factory=list)
@@ -107,12 +119,14 @@ def render_report(data: ReportData, path: str | Path, figure_dir: str | Path | N
             "per_class": s.metrics.get("per_class") or [],
             "figures": figs,
         })
+    detection = [_detection_view(d, embed) for d in data.detection]
     env = Environment(loader=PackageLoader("medsight.evaluate", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     env.filters["fmt"] = _fmt
     html = env.get_template("report.html.j2").render(
         d=data,
         splits=splits,
+        detection=detection,
         positive_name=(data.class_names[data.positive_class]
                        if data.positive_class is not None and data.task == "binary" else None),
         curves=embed(plots.curves_plot(data.history), "training_curves") if data.history else None,
@@ -123,6 +137,36 @@ def render_report(data: ReportData, path: str | Path, figure_dir: str | Path | N
     )
     out.write_text(html, encoding="utf-8")
     return out
+
+
+def _detection_view(split: DetectionSplit, embed: Any) -> dict[str, Any]:
+    """What the template shows of one detection split: mAP with CIs, a per-class table (AP,
+    counting error with CIs), the PR and count figures and the example images."""
+    from medsight.evaluate import detection_plots
+
+    m = split.evaluation.metrics
+    ci = m.get("ci", {})
+    headline = [{"name": name, "value": m[name], "low": ci.get(name, {}).get("ci_low"),
+                 "high": ci.get(name, {}).get("ci_high")} for name in ("map50", "map50_95")]
+    rows = []
+    for c in split.evaluation.classes:
+        mae, exact = ci.get("count_mae", {}).get(c, {}), ci.get("count_exact", {}).get(c, {})
+        rows.append({
+            "class": c, "boxes": m["per_class_ap"][c]["n_boxes"],
+            "ap50": m["per_class_ap"][c]["ap50"], "ap50_95": m["per_class_ap"][c]["ap50_95"],
+            "true": m["mean_count"][c]["true"], "predicted": m["mean_count"][c]["predicted"],
+            "mae": m["count_mae"][c], "mae_low": mae.get("ci_low"), "mae_high": mae.get("ci_high"),
+            "exact": m["count_exact"][c], "exact_low": exact.get("ci_low"),
+            "exact_high": exact.get("ci_high"),
+        })
+    figures = {
+        "precision-recall": embed(detection_plots.pr_curves_plot(split.evaluation),
+                                  f"{split.name}_pr"),
+        "counts": embed(detection_plots.counts_plot(split.evaluation), f"{split.name}_counts"),
+    }
+    return {"name": split.name, "n": m["n"], "n_boxes": m["n_boxes"], "headline": headline,
+            "per_class": rows, "threshold": m["score_threshold"], "figures": figures,
+            "examples": embed(split.examples_png, f"{split.name}_examples")}
 
 
 def _headline(metrics: dict[str, Any]) -> list[dict[str, Any]]:
