@@ -1,6 +1,7 @@
-"""Printable HTML reports of predictions: one page per input (image, heatmap overlay, probabilities,
-warnings, model-card summary, a "decision support, not a diagnosis" notice) and an index page, in
-English or Simplified Chinese, through one rendering path (`render_report`)."""
+"""Printable HTML reports of predictions: one page per input (image, heatmap overlay, probabilities
+-- a detector's: the image with its boxes, counts per class and the counted boxes --, warnings,
+model-card summary, a "decision support, not a diagnosis" notice) and an index page, in English
+or Simplified Chinese, through one rendering path (`render_report`)."""
 
 from __future__ import annotations
 
@@ -101,8 +102,9 @@ def render_report(prediction: Prediction, manifest: Mapping[str, Any], lang: str
     reviews = list((record or {}).get("reviews") or [])
     return _env().get_template("prediction_report.html.j2").render(
         p=prediction, image=_data_uri(prediction.image_png),
-        overlay=_data_uri(prediction.heatmap_png),
+        overlay=_data_uri(prediction.heatmap_png), annotated=_data_uri(prediction.annotated_png),
         probabilities=sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]),
+        counted=[b for b in prediction.boxes or [] if b["score"] >= (prediction.threshold or 0)],
         record=record, reviews=reviews, **_context(lang, manifest))
 
 

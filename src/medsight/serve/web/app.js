@@ -1,5 +1,7 @@
 /* medsight web page: sign in, upload (drag-and-drop, file picker, phone camera), the result with its
-   heatmap, history with filters, reviews; English and Simplified Chinese. Plain DOM, no framework.
+   heatmap (a detector's: its boxes drawn over the image as SVG, a score slider that hides boxes
+   below it and recounts them per class), history with filters, reviews; English and Simplified
+   Chinese. Plain DOM, no framework.
    Server data only ever reaches the page through textContent and element properties (never HTML),
    and nothing here needs an inline script or style, so the page runs under a strict CSP. */
 "use strict";
@@ -257,6 +259,8 @@
     $("reviews-list").replaceChildren();
     $("result-image").removeAttribute("src");
     $("result-heatmap").removeAttribute("src");
+    $("result-boxes").replaceChildren();
+    state.boxesOf = null;
     $("history-filters").reset();
     [$("upload-error"), $("history-error"), $("review-error"), $("history-summary")].forEach((n) => say(n, null));
   }
@@ -500,12 +504,19 @@
     const image = $("result-image");
     const heat = $("result-heatmap");
     const imageUrl = safeUrl(r.image_url);
-    const heatUrl = safeUrl(r.heatmap_url);
+    const detection = Array.isArray(r.boxes);
+    const heatUrl = detection ? null : safeUrl(r.heatmap_url);
     if (imageUrl && image.getAttribute("src") !== imageUrl) image.src = imageUrl;
     if (heatUrl && heat.getAttribute("src") !== heatUrl) heat.src = heatUrl;
     heat.hidden = !heatUrl;
     $("opacity").closest(".field").hidden = !heatUrl;
+    $("heatmap-help").hidden = !heatUrl;
     applyOpacity();
+    if (detection && state.boxesOf !== r.id) {  // a new detection starts at the model's threshold
+      state.boxesOf = r.id;
+      $("score-threshold").value = String(r.threshold ?? 0.5);
+    }
+    renderBoxes();
 
     $("result-label").textContent = labelText(r.label);
     $("result-confidence").textContent = pct(r.confidence);
@@ -524,6 +535,7 @@
     dup.hidden = !r.duplicate_of;
     dup.textContent = r.duplicate_of ? t("result.duplicate", { id: r.duplicate_of }) : "";
 
+    $("probabilities-box").hidden = detection;
     const bars = $("result-probabilities");
     const entries = Object.entries(r.probabilities || {}).sort((a, b) => b[1] - a[1]);
     const chosen = new Set(String(r.label || "").split("+"));
@@ -550,6 +562,63 @@
     if (reportUrl) report.href = withLang(reportUrl);
 
     renderReviews(r);
+  }
+
+  function renderBoxes() {
+    // a detector's boxes drawn as SVG over the image (text as text only), those scoring below
+    // the slider left out, and the counts per class at the slider's value
+    const r = state.current;
+    const svg = $("result-boxes");
+    const detection = Boolean(r) && Array.isArray(r.boxes);
+    svg.hidden = !detection;
+    $("score-field").hidden = !detection;
+    $("counts-box").hidden = !detection;
+    if (!detection) {
+      svg.replaceChildren();
+      svg.dataset.visible = "0";
+      return;
+    }
+    const threshold = Number($("score-threshold").value);
+    $("score-value").textContent = threshold.toFixed(2);
+    const shape = (r.input || {}).shape || [];
+    const w = Number(shape[shape.length - 1]);
+    const h = Number(shape[shape.length - 2]);
+    if (w > 0 && h > 0) svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+    svg.setAttribute("preserveAspectRatio", "none");
+    const classes = Object.keys(r.counts || {});
+    const counts = new Map(classes.map((c) => [c, 0]));
+    const line = Math.max(1, Math.round(Math.max(w, h) / 250));
+    const font = Math.max(10, Math.round(Math.max(w, h) / 45));
+    const shown = r.boxes.filter((b) => Number(b.score) >= threshold);
+    svg.replaceChildren(...shown.map((b) => {
+      counts.set(b.label, (counts.get(b.label) || 0) + 1);
+      const [x1, y1, x2, y2] = (b.box || []).map(Number);
+      const caption = b.label + " " + Number(b.score).toFixed(2);
+      const g = svgEl("g", { class: "box box-c" + (Math.max(0, classes.indexOf(b.label)) % 8) });
+      g.appendChild(svgEl("rect", { x: x1, y: y1, width: Math.max(0, x2 - x1),
+        height: Math.max(0, y2 - y1), "stroke-width": line }));
+      const text = svgEl("text", { x: x1 + line, y: y1 > font ? y1 - line : y1 + font, "font-size": font });
+      text.textContent = caption;
+      const title = svgEl("title", {});
+      title.textContent = caption;
+      g.append(text, title);
+      return g;
+    }));
+    svg.dataset.visible = String(shown.length);
+    $("counts-note").textContent = t("result.counts_at", { value: threshold.toFixed(2), model: num(r.threshold) });
+    $("result-counts").replaceChildren(...[...counts].map(([name, n]) => {
+      const li = el("li", "count-row");
+      li.dataset.label = name;
+      li.appendChild(el("span", "count-name box-c" + (Math.max(0, classes.indexOf(name)) % 8), name));
+      li.appendChild(el("span", "count-value", n));
+      return li;
+    }));
+  }
+
+  function svgEl(tag, attrs) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    return node;
   }
 
   function applyOpacity() {
@@ -713,6 +782,7 @@
     $("camera-input").addEventListener("change", onPicked);
     $("file-input").addEventListener("change", onPicked);
     $("opacity").addEventListener("input", applyOpacity);
+    $("score-threshold").addEventListener("input", renderBoxes);
     $("result-image").addEventListener("load", onImageLoad);
     $("result-heatmap").addEventListener("load", onImageLoad);
     $("result-heatmap").addEventListener("error", (e) => { e.target.hidden = true; });
