@@ -33,10 +33,17 @@ def _torch_ensemble() -> type[MedsightEstimator]:
     return TorchEnsemble
 
 
+def _detector() -> type[MedsightEstimator]:
+    from medsight.models.torch_detector import TorchDetector
+
+    return TorchDetector
+
+
 _KINDS: dict[str, Callable[[], type[MedsightEstimator]]] = {
     "classical": _classical,
     "torch": _torch,
     "torch_ensemble": _torch_ensemble,
+    "detector": _detector,
 }
 
 

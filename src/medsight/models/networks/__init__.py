@@ -7,6 +7,8 @@ Importing this package registers every network; a new network is one module here
 from medsight.models.networks import (  # noqa: F401  (imported to register their networks)
     acs,
     alexnet,
+    detection,
+    detection_torchvision,
     resnet3d,
     resnet_small,
     small3d,
