@@ -4,7 +4,8 @@
 model through the one estimator protocol, selects the best on validation data (never on test),
 evaluates it with confidence intervals (and on an external set when given), and writes:
 ``config.yaml``, ``splits.csv``, ``model/``, ``metrics.json``, ``predictions.csv``, ``plots/`` and
-a self-contained ``report.html``.
+a self-contained ``report.html``. A detection dataset takes the same path through
+`medsight.experiment_detection` (holdout only; boxes, mAP and counts instead of probabilities).
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ def run_experiment(cfg: ExperimentConfig, status: Status | None = None,
         log.info("multilabel task: per-label threshold 0.5")
     ds.to_frame().to_csv(out / "splits.csv", index=False)
     quality = _quality_summary(ds, say)
+    if ds.task is Task.DETECTION:
+        from medsight.experiment_detection import run_detection
+
+        metrics, report, label = run_detection(cfg, ds, out, quality, say, progress)
+        return RunResult(out, metrics, report, label, time.perf_counter() - started)
 
     ev = cfg.evaluation
     kfold = cfg.data.split.method == "kfold"

@@ -35,9 +35,29 @@ def train(
         overrides["output"] = str(out)
     cfg = load_config(config, overrides)
     result = run_with_progress(cfg, run_experiment)
-    print_metrics(result.metrics, result.model_label)
+    if result.metrics.get("task") == "detection":
+        print_detection_metrics(result.metrics, result.model_label)
+    else:
+        print_metrics(result.metrics, result.model_label)
     console.print(f"[green]run folder[/] {result.out_dir}  ·  report {result.report}  ·  "
                   f"{result.seconds:.0f} s")
+
+
+def print_detection_metrics(metrics: dict, model: str) -> None:
+    """One row per evaluated split: mAP@0.5 (CI), mAP@0.5:0.95, and per class the share of
+    images counted exactly."""
+    splits = {k: v for k, v in metrics.items() if isinstance(v, dict) and "map50" in v}
+    classes = list(next(iter(splits.values()))["count_exact"]) if splits else []
+    table = Table("split", "images", "mAP@0.5 (95% CI)", "mAP@0.5:0.95",
+                  *[f"{c} count exact" for c in classes], title=f"model: {model}")
+    for name, m in splits.items():
+        ci = m.get("ci", {}).get("map50", {})
+        text = num(m.get("map50"))
+        if ci.get("ci_low") is not None:
+            text += f" ({num(ci['ci_low'])}-{num(ci['ci_high'])})"
+        table.add_row(name, str(m.get("n", "")), text, num(m.get("map50_95")),
+                      *[num(m["count_exact"].get(c)) for c in classes])
+    console.print(table)
 
 
 def set_overrides(pairs: list[str]) -> dict[str, object]:
