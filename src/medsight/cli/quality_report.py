@@ -9,6 +9,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # only annotations: `medsight predict` starts without loading the data layer
@@ -58,13 +59,16 @@ def _renderables(r: QualityReport) -> list[Any]:
     out.extend(_duplicates_section(r))
     out.extend(_leakage_section(r))
     out.append(_images_table(r))
+    out.extend(_boxes_section(r))
     out.append(_verdict(r))
     return out
 
 
 def _counts_table(r: QualityReport) -> Table:
     cols = [*r.classes, "unlabelled"]
-    t = Table(title="Records per split and class")
+    detection = r.boxes is not None
+    t = Table(title="Boxes per split and class (unlabelled: images not annotated; total: images)"
+              if detection else "Records per split and class")
     t.add_column("split")
     for c in cols:
         t.add_column(c, justify="right")
@@ -164,6 +168,50 @@ def _images_table(r: QualityReport) -> Table:
         t.add_row(f"spacing {dims} (mm)", " / ".join(
             f"{name} " + "x".join(f"{v:g}" for v in stats[name]) for name in ("min", "median", "max")))
     return t
+
+
+def _boxes_section(r: QualityReport) -> list[Any]:
+    """Detection datasets: what the annotation import found and the box statistics."""
+    out: list[Any] = []
+    imp = r.box_import
+    if imp is not None:
+        out.append(f"Box import: {imp.describe()}")
+        shown = [*imp.issues, *(("missing image", m) for m in imp.missing_images)]
+        if shown:
+            t = Table(title="Boxes and images the import changed or left out")
+            for c in ("kind", "image", "box", "label"):
+                t.add_column(c, overflow="fold")
+            for item in shown[:_SHOW]:
+                if isinstance(item, tuple):
+                    t.add_row(item[0], short_ref(item[1]), "", "")
+                else:
+                    box = ", ".join(f"{v:g}" for v in item.box)
+                    t.add_row(item.kind.replace("_", " "), short_ref(item.image), box, escape(item.label))
+            if len(shown) > _SHOW:
+                t.add_row("...", f"{len(shown) - _SHOW} more in the JSON report", "", "")
+            out.append(t)
+    b = r.boxes
+    if b is None:
+        return out
+    spread = b.per_image
+    out.append(f"Boxes: {b.n_boxes} in {b.n_annotated} annotated images ({b.n_empty} empty, "
+               f"{b.n_unannotated} not annotated); per image mean {spread['mean']:g}, "
+               f"min {spread['min']}, max {spread['max']}")
+    t = Table(title=escape("Boxes per class (sizes in pixels: median [q25-q75], min-max)"))
+    for c in ("class", "boxes", "images", "per image mean (min-max)", "width", "height", "area"):
+        t.add_column(c, justify="right" if c in ("boxes", "images") else "left")
+
+    def size(q: dict[str, float] | None) -> str:
+        if q is None:
+            return "-"
+        return f"{q['median']:.4g} [{q['q25']:.4g}-{q['q75']:.4g}], {q['min']:.4g}-{q['max']:.4g}"
+
+    for c in b.classes:
+        p = c.per_image
+        t.add_row(c.name, str(c.count), str(c.images), f"{p['mean']:g} ({p['min']}-{p['max']})",
+                  size(c.width), size(c.height), size(c.area))
+    out.append(t)
+    return out
 
 
 def _verdict(r: QualityReport) -> str:

@@ -1,8 +1,10 @@
 """Open any supported dataset source from one string: what the CLI and configs accept.
 
-``phantom`` (or ``phantom:n=200,size=64,seed=0``), a MedMNIST ``.npz``, a CSV/Parquet manifest, a
-CIFAR-10 python folder, a folder of DICOM files, or a class-per-folder tree. The kind is decided by
-content, and a path that fits none gets an error listing what is accepted.
+``phantom`` (or ``phantom:n=200,size=64,seed=0``; ``phantom:task=detection`` for lesion boxes), a
+MedMNIST ``.npz``, a CSV/Parquet manifest, a CIFAR-10 python folder, a folder of DICOM files, or a
+class-per-folder tree; for detection a Pascal VOC folder (``Annotations/`` + ``JPEGImages/``), a
+COCO instances ``.json`` or a box CSV (``path,x1,y1,x2,y2,label``). The kind is decided by content,
+and a path that fits none gets an error listing what is accepted.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from medsight.data.dataset import Dataset
 from medsight.errors import InvalidDataset
 
 ACCEPTED = (
-    "'phantom[:n=..,size=..,seed=..]', a MedMNIST .npz file, a .csv/.parquet manifest, "
-    "a CIFAR-10 python folder, a folder of DICOM files, or a folder with one sub-folder per class"
+    "'phantom[:n=..,size=..,seed=..,task=detection]', a MedMNIST .npz file, a .csv/.parquet "
+    "manifest, a box CSV (path,x1,y1,x2,y2,label), a COCO .json, a Pascal VOC folder (Annotations/ "
+    "and JPEGImages/), a CIFAR-10 python folder, a folder of DICOM files, or a folder with one "
+    "sub-folder per class"
 )
 
 
@@ -36,11 +40,23 @@ def open_source(spec: str | Path, **options: Any) -> Dataset:
             from medsight.data.sources.medmnist import from_medmnist
 
             return from_medmnist(path, **options)
+        if suffix == ".json":
+            from medsight.data.sources.coco import from_coco
+
+            return from_coco(path, **options)
+        from medsight.data.sources.box_csv import from_box_csv, is_box_csv
+
+        if is_box_csv(path):
+            return from_box_csv(path, **options)
         if suffix in (".csv", ".parquet", ".pq"):
             from medsight.data.sources.manifest import from_manifest
 
             return from_manifest(path, **options)
         raise InvalidDataset(f"{path} is a {suffix or 'extension-less'} file; expected {ACCEPTED}")
+    from medsight.data.sources.voc import from_voc, is_voc_folder
+
+    if is_voc_folder(path):
+        return from_voc(path, **options)
     if (path / "data_batch_1").exists() or (path / "test_batch").exists():
         from medsight.data.sources.cifar import from_cifar10
 
@@ -79,5 +95,14 @@ def _parse_params(text: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise InvalidDataset(f"bad phantom option {item!r}: use key=value, e.g. phantom:n=200")
-        params[key] = float(value) if "." in value else int(value)
+        params[key.strip()] = _number_or_text(value.strip())
     return params
+
+
+def _number_or_text(value: str) -> int | float | str:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            continue
+    return value

@@ -62,7 +62,12 @@ def stratification_labels(ds: Dataset, min_count: int = 2) -> np.ndarray:
 
     Multilabel records are stratified on their label combination; when some combination has fewer
     than `min_count` members, on the first positive label instead (``len(classes)`` = none).
+    Detection records are stratified on the rarest class (fewest boxes in `ds`) among their boxes,
+    so images holding a rare class are spread over the splits (``len(classes)``: annotated with
+    no box, -1: not annotated).
     """
+    if ds.task is Task.DETECTION:
+        return _rarest_box_class(ds)
     if ds.task is not Task.MULTILABEL:
         return ds.labels.astype(np.int64)
     lab = ds.labels
@@ -80,6 +85,20 @@ def stratification_labels(ds: Dataset, min_count: int = 2) -> np.ndarray:
         elif pos.size:
             first[i] = pos[0]
     return first
+
+
+def _rarest_box_class(ds: Dataset) -> np.ndarray:
+    n = len(ds.classes)
+    totals = np.array(list(ds.class_counts().values()), dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(totals, kind="stable")] = np.arange(n)  # 0 = rarest class
+    out = np.full(len(ds), -1, dtype=np.int64)
+    for i, r in enumerate(ds.records):
+        if r.boxes is None:
+            continue
+        present = np.unique(r.boxes.label_array())
+        out[i] = present[np.argmin(rank[present])] if present.size else n
+    return out
 
 
 def _resolve_grouped(ds: Dataset, grouped: bool | None) -> bool:

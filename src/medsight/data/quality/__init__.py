@@ -1,5 +1,6 @@
-"""Data quality checks: unreadable files, duplicates, leakage between splits, image summary."""
+"""Data quality checks: unreadable files, duplicates, leakage between splits, image summary, boxes."""
 
+from medsight.data.quality.box_stats import BoxStats, ClassBoxStats, box_statistics
 from medsight.data.quality.check import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
     check_dataset,
@@ -19,6 +20,8 @@ from medsight.data.quality.report import (
 )
 
 __all__ = [
+    "BoxStats",
+    "ClassBoxStats",
     "DEFAULT_NEAR_DUPLICATE_THRESHOLD",
     "DuplicateGroup",
     "ImageSummary",
@@ -27,6 +30,7 @@ __all__ = [
     "RecordInfo",
     "UnreadableEntry",
     "assert_no_leakage",
+    "box_statistics",
     "check_dataset",
     "close_hash_pairs",
     "duplicate_leakage",

@@ -1,5 +1,6 @@
 """`check_dataset`: read every image once and report counts, unreadable files, duplicates,
-leakage between splits, conflicting labels and image sizes/spacing.
+leakage between splits, conflicting labels and image sizes/spacing; for detection datasets also
+box statistics and what importing the annotations found.
 
 Only hashes and small summaries are kept per record, never pixels, so memory stays bounded on
 large datasets. A corrupt file is counted and named with its reason, never silently dropped.
@@ -14,7 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from medsight.data.box_import import import_report
 from medsight.data.dataset import Dataset, Record, Task
+from medsight.data.quality.box_stats import box_statistics
 from medsight.data.quality.duplicates import DEFAULT_PIXEL_TOLERANCE, exact_groups, near_groups
 from medsight.data.quality.hashing import file_hash, phash, pixel_hash, thumbnail
 from medsight.data.quality.leakage import duplicate_leakage, patient_leakage
@@ -67,7 +70,13 @@ def _counts(ds: Dataset) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     for r in ds.records:
         s = _split_key(r.split)
         per_split[s] += 1
-        if r.label is None:
+        if ds.task is Task.DETECTION:  # boxes per class; "unlabelled": images not annotated
+            if r.boxes is None:
+                per_class[s]["unlabelled"] += 1
+            else:
+                for c, v in zip(ds.classes, r.boxes.counts(len(ds.classes)), strict=True):
+                    per_class[s][c] += int(v)
+        elif r.label is None:
             per_class[s]["unlabelled"] += 1
         elif ds.task is Task.MULTILABEL:
             for c, v in zip(ds.classes, r.label, strict=True):
@@ -185,6 +194,7 @@ def check_dataset(
     infos = [record_info(ds, i) for i in range(n)]
     leakage = patient_leakage(infos) + duplicate_leakage(exact) + duplicate_leakage(near)
     split_counts, class_counts = _counts(ds)
+    detection = ds.task is Task.DETECTION
     return QualityReport(
         dataset=ds.name,
         n_records=n,
@@ -199,4 +209,6 @@ def check_dataset(
         images=_summarise(images),
         near_duplicate_threshold=near_duplicate_threshold,
         pixel_tolerance=pixel_tolerance if near_duplicate_threshold is not None else None,
+        boxes=box_statistics(ds) if detection else None,
+        box_import=import_report(ds) if detection else None,
     )

@@ -7,7 +7,11 @@ look at the files and fix the dataset; nothing is summarised away into a bare co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medsight.data.box_import import BoxImportReport
+    from medsight.data.quality.box_stats import BoxStats
 
 __all__ = [
     "DuplicateGroup",
@@ -189,6 +193,8 @@ class QualityReport:
     images: ImageSummary
     near_duplicate_threshold: int | None = None
     pixel_tolerance: float | None = None
+    boxes: BoxStats | None = None  # detection datasets: box statistics
+    box_import: BoxImportReport | None = None  # what importing the box annotations found
 
     # -- verdicts ----------------------------------------------------------------------------
     @property
@@ -251,6 +257,8 @@ class QualityReport:
             "leakage": [f.to_dict() for f in self.leakage],
             "label_conflicts": [g.to_dict() for g in self.label_conflicts],
             "images": self.images.to_dict(),
+            "boxes": None if self.boxes is None else self.boxes.to_dict(),
+            "box_import": None if self.box_import is None else self.box_import.to_dict(),
             "summary": self.summary(),
             "verdict": {
                 "has_leakage": self.has_leakage,

@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from medsight.data.boxes import Boxes
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.refs import register_scheme
 from medsight.errors import InvalidConfig, UnreadableImage
 from medsight.io.image import Image
 
 CLASSES = ("normal", "lesion")
+DETECTION_CLASSES = ("lesion",)
 DEFAULT_LESION_FRACTION = 0.5
 _LABEL_BLOCK = 100  # labels are balanced exactly within each block of 100 indices
 _PAIR_BLOCK = 10  # patient pairing is decided per block of 10 indices
@@ -264,8 +266,13 @@ def make_phantoms(
     seed: int = 0,
     lesion_fraction: float = DEFAULT_LESION_FRACTION,
     splits: Sequence[float] | None = (0.7, 0.15, 0.15),
+    task: Task | str = Task.BINARY,
 ) -> Dataset:
     """A binary normal/lesion dataset of `n` phantoms (no pixels rendered until asked for).
+
+    ``task="detection"`` gives the same images as a detection dataset with one class
+    ``"lesion"``: each record's ``boxes`` are its recorded lesion boxes (exact ground truth;
+    healthy phantoms have an empty `Boxes`) and ``label`` stays None.
 
     ``meta["boxes"]`` lists each lesion's [x0, y0, x1, y1] in pixels and ``meta["contrast"]`` its
     peak brightness (0..1 of full scale). Patient ids ``PH0001``... (``PH<seed>-0001`` for
@@ -276,6 +283,9 @@ def make_phantoms(
     _check(size, lesion_fraction)
     if n < 1:
         raise InvalidConfig(f"make_phantoms needs n >= 1, got {n}")
+    if str(task) not in (Task.BINARY, Task.DETECTION):
+        raise InvalidConfig(f"phantoms are a binary or a detection task, not {task!r}")
+    detection = str(task) == Task.DETECTION
     fractions = _check_splits(splits)
     patients: list[str] = []
     records: list[Record] = []
@@ -288,13 +298,15 @@ def make_phantoms(
         else:
             patients.append(patients[-1])
         a, lesions, label, _, _ = _plan(seed, i, size, lesion_fraction)
+        boxes = [_box(les, size) for les in lesions]
         records.append(
             Record(
                 ref=phantom_ref(seed, size, i, lesion_fraction),
-                label=label,
+                label=None if detection else label,
                 patient_id=patients[-1],
+                boxes=Boxes.from_arrays(boxes, [0] * len(boxes)) if detection else None,
                 meta={
-                    "boxes": [_box(les, size) for les in lesions],
+                    "boxes": boxes,
                     "contrast": [round(les.contrast, 4) for les in lesions],
                     "index": i,
                     "seed": seed,
@@ -304,6 +316,8 @@ def make_phantoms(
     if fractions is not None:
         split_of = _assign_splits(patients, fractions, seed)
         records = [replace(r, split=split_of[r.patient_id]) for r in records]
+    if detection:
+        return Dataset(records, Task.DETECTION, DETECTION_CLASSES, name=f"phantoms-s{seed}-detection")
     return Dataset(records, Task.BINARY, CLASSES, name=f"phantoms-s{seed}", positive_class=1)
 
 
