@@ -18,16 +18,22 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("check")
 def data_check(
-    source: Annotated[str, typer.Argument(help="Dataset: phantom, a .npz, a manifest or a folder.")],
+    source: Annotated[str, typer.Argument(
+        help="Dataset: phantom, a .npz, a manifest, a folder, a VOC folder, a COCO .json or a box CSV.")],
     strict: Annotated[bool, typer.Option(help="Exit 1 on leakage or unreadable files.")] = False,
+    classes: Annotated[str | None, typer.Option(
+        help="Comma-separated class names in index order (e.g. RBC,WBC,Platelets), for sources "
+             "that accept them.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                help="Also write the JSON report here.")] = None,
 ) -> None:
-    """Counts per split and class, unreadable files, duplicates, leakage, sizes and spacing."""
+    """Counts per split and class, unreadable files, duplicates, leakage, sizes and spacing; for
+    detection data also box statistics and what importing the annotations found."""
     from medsight.data.quality import check_dataset
 
-    ds = open_with_status(source)
+    options = {"classes": [c.strip() for c in classes.split(",") if c.strip()]} if classes else {}
+    ds = open_with_status(source, **options)
     with progress_bar(f"checking {len(ds)} images", len(ds)) as update:
         report = check_dataset(ds, progress=update)
     payload = report.to_dict()

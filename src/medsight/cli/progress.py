@@ -24,12 +24,12 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
         yield update
 
 
-def open_with_status(source: str):
-    """`open_source` with a spinner while a large folder is indexed."""
+def open_with_status(source: str, **options):
+    """`open_source` (with `options` for the source) and a spinner while a large folder is indexed."""
     from medsight.data.open import open_source
 
     with console.status(f"indexing {source} ..."):
-        return open_source(source)
+        return open_source(source, **options)
 
 
 def run_with_progress(cfg, run_experiment):

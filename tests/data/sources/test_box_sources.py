@@ -214,3 +214,10 @@ def test_phantoms_as_a_detection_task_carry_their_exact_lesion_boxes():
     assert ds.class_counts()["lesion"] == sum(len(r.meta["boxes"]) for r in binary.records)
     with pytest.raises(Exception, match="binary or a detection"):
         make_phantoms(n=4, task="multiclass")
+
+
+def test_open_source_names_the_options_a_source_takes(tmp_path: Path):
+    with pytest.raises(InvalidDataset, match=r"from_voc, which takes no option\(s\) \['clases'\]"):
+        open_source(_voc(tmp_path), clases=["cell"])
+    with pytest.raises(InvalidDataset, match="make_phantoms.*'task'"):
+        open_source("phantom:n=4", classes=["lesion"])
