@@ -72,6 +72,14 @@ def ensemble_run(runs_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def detector_run(runs_root: Path) -> Path:
+    """A CenterNet detector trained one epoch on 6 BCCD smears per split (96x128 input)."""
+    from deploy.tiny_detector import detector_run as run
+
+    return run(runs_root / "detector")
+
+
+@pytest.fixture(scope="session")
 def bundle_of(runs_root: Path) -> Callable[[Path], Path]:
     """run folder -> its bundle (created once per run)."""
     from medsight.deploy import create_bundle

@@ -53,7 +53,7 @@ def summarise(dets: Detections, spec: DetectionSpec
               ) -> tuple[list[dict[str, Any]], dict[str, int], str, float]:
     """(box rows, counts at the threshold, label, confidence) of one image's detections."""
     rows = [{"label": spec.classes[int(k)], "score": round(float(s), 6),
-             "box": [round(float(v), 3) for v in b]}
+             "box": [round(float(v), 4) for v in b]}
             for b, s, k in zip(dets.xyxy, dets.scores, dets.labels, strict=True)]
     n = dets.counts(len(spec.classes), spec.threshold)
     counts = {c: int(v) for c, v in zip(spec.classes, n, strict=True)}

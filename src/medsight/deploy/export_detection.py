@@ -35,6 +35,9 @@ def export_detector(estimator: Any) -> Export:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_detector_onnx(estimator, Path(tmp) / GRAPH)
         graph = Path(path).read_bytes()
+    # the exporter restores the traced wrapper's training flag, which reaches the network inside
+    # it: back to inference mode, so the parity check compares like with like
+    estimator.model_.eval()
     runtime = {
         "kind": "detector",
         "format": "onnx",
