@@ -56,8 +56,9 @@ def apply_overrides(preprocess: list[dict[str, Any]], params: dict[str, Any],
     """The recipe with the command line's tuning overrides."""
     preprocess, params = copy.deepcopy(preprocess), copy.deepcopy(params)
     if args.size:
+        resize = next((s["resize"] for s in preprocess if "resize" in s), {})
         preprocess = [s for s in preprocess if "resize" not in s]
-        preprocess.insert(0, {"resize": {"size": list(args.size)}})
+        preprocess.insert(0, {"resize": {**resize, "size": list(args.size)}})
     for key, value in (("epochs", args.epochs), ("network", args.network), ("lr", args.lr),
                        ("batch_size", args.batch)):
         if value is not None:

@@ -325,6 +325,7 @@ class TorchDetector(MedsightEstimator):
 
     def predict(self, dataset: Dataset) -> np.ndarray:
         """(N, n_classes) int64 detections per class at ``score_threshold_`` (-1: unreadable)."""
+        self._check_fitted()
         k = len(self.classes_)
         return np.stack([d.counts(k, self.score_threshold_) if d is not None
                          else np.full(k, -1, np.int64)
