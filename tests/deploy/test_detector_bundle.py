@@ -2,13 +2,16 @@
 threshold and box limits; the bundle's Predictor (ONNX Runtime, no torch) gives the estimator's own
 boxes within 1e-3 px on test JPEGs read from disk, counts them at the threshold and draws them;
 `medsight predict` writes boxes into the JSON, a COCO file pycocotools reads and one annotated PNG
-per image; a classifier's and a detector's runtimes refuse each other's call."""
+per image; predicting loads neither torch nor the dataset sources; a classifier's and a detector's
+runtimes refuse each other's call."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -139,3 +142,18 @@ def test_runtimes_refuse_the_other_kinds_call(detector, cnn2d_run, bundle_of) ->
     clf = open_bundle(bundle_of(cnn2d_run)).runtime
     with pytest.raises(InvalidConfig, match="classifier"):
         clf.detect(np.zeros((1, *clf.input_shape), np.float32))
+
+
+def test_predicting_boxes_loads_no_torch_nor_dataset_sources(detector) -> None:
+    _, path = detector
+    [jpeg] = smear_jpegs(1)
+    script = ("import json, sys\n"
+              "from medsight.deploy.predictor import Predictor\n"
+              "p = Predictor(sys.argv[1]).predict(sys.argv[2], heatmap=True)\n"
+              "print(json.dumps([len(p.boxes), [m for m in ('torch', 'medsight.data', 'pydicom', "
+              "'scipy.ndimage', 'pandas') if m in sys.modules]]))")
+    run = subprocess.run([sys.executable, "-c", script, str(path), str(jpeg)], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    n_boxes, loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    assert n_boxes > 0 and loaded == []

@@ -55,6 +55,25 @@ def server_factory(tmp_path: Path, serve_bundle: Path) -> Iterator[Callable[...,
 
 
 @pytest.fixture(scope="session")
+def detector_bundle(serve_root: Path) -> Path:
+    """A CenterNet detector trained one epoch on 6 BCCD smears per split, bundled."""
+    from deploy.tiny_detector import detector_run
+
+    from medsight.deploy import create_bundle
+
+    return create_bundle(detector_run(serve_root / "detector"), serve_root / "detector.msb")
+
+
+@pytest.fixture(scope="session")
+def detection_server(serve_root: Path, serve_bundle: Path, detector_bundle: Path
+                     ) -> Iterator[LiveServer]:
+    """A service with the detector (default) and the tiny classifier."""
+    server = start_server([detector_bundle, serve_bundle], serve_root / "detection")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def volume_bundle(serve_root: Path) -> Path:
     """cnn3d_small on 16^3 AdrenalMNIST3D volumes, bundled (takes DICOM series as volumes)."""
     from medsight.deploy import create_bundle

@@ -189,10 +189,10 @@ class Predictor:
         from medsight.deploy import detections
 
         t0 = time.perf_counter()
-        dets = detections.to_original(boxes, scores, labels, self.detection,
-                                      p.tensor.metadata.get("geometry", [])[p.geometry_before:],
-                                      p.spatial_shape)
-        rows, counts, label, confidence = detections.summarise(dets, self.detection)
+        found = detections.to_original(boxes, scores, labels, self.detection,
+                                       p.tensor.metadata.get("geometry", [])[p.geometry_before:],
+                                       p.spatial_shape)
+        rows, counts, label, confidence = detections.summarise(found, self.detection)
         timings = {"read": p.read_ms, "preprocess": p.preprocess_ms, "checks": p.checks_ms,
                    "inference": inference_ms + (time.perf_counter() - t0) * 1e3}
         pred = Prediction(source=p.source, probabilities={}, label=label, confidence=confidence,
@@ -205,7 +205,7 @@ class Predictor:
                                  "it with keep_image=True")
             t1 = time.perf_counter()
             pred.image_png = detections.png(detections.display_uint8(p.image.pixels))
-            pred.annotated_png = detections.annotated_png(p.image.pixels, dets, self.detection)
+            pred.annotated_png = detections.annotated_png(p.image.pixels, found, self.detection)
             timings["drawing"] = (time.perf_counter() - t1) * 1e3
         timings["total"] = sum(timings.values())
         return pred

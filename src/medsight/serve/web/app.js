@@ -522,6 +522,9 @@
     $("result-confidence").textContent = pct(r.confidence);
     $("result-threshold").textContent = r.threshold === null || r.threshold === undefined
       ? t("result.threshold_none") : num(r.threshold);
+    const thresholdName = $("result-threshold").previousElementSibling;  // a detector counts at it
+    thresholdName.dataset.i18n = detection ? "result.count_threshold" : "result.threshold";
+    thresholdName.textContent = t(thresholdName.dataset.i18n);
     const model = r.model || {};
     $("result-model").textContent = [model.name, model.version].filter(Boolean).join(" ") || t("result.unknown");
     const shape = Array.isArray(input.shape) ? input.shape.join(" × ") : input.shape;
@@ -570,7 +573,7 @@
     const r = state.current;
     const svg = $("result-boxes");
     const detection = Boolean(r) && Array.isArray(r.boxes);
-    svg.hidden = !detection;
+    svg.toggleAttribute("hidden", !detection);  // an SVG element has no `hidden` property
     $("score-field").hidden = !detection;
     $("counts-box").hidden = !detection;
     if (!detection) {
