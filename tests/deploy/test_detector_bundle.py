@@ -157,3 +157,13 @@ def test_predicting_boxes_loads_no_torch_nor_dataset_sources(detector) -> None:
     assert run.returncode == 0, run.stderr
     n_boxes, loaded = json.loads(run.stdout.strip().splitlines()[-1])
     assert n_boxes > 0 and loaded == []
+
+
+def test_bundle_create_and_verify_commands_describe_the_detector(detector_run, tmp_path) -> None:
+    out = tmp_path / "detector.msb"
+    created = CliRunner().invoke(app, ["bundle", "create", str(detector_run), "-o", str(out)])
+    assert created.exit_code == 0, created.output
+    assert "parity with predict_detections on 6 images" in created.output
+    verified = CliRunner().invoke(app, ["bundle", "verify", str(out)])
+    assert verified.exit_code == 0, verified.output
+    assert "task: detection" in verified.output and "not signed" in verified.output

@@ -39,8 +39,13 @@ def bundle_create(
     console.print(f"[green]wrote[/] {path}")
     for line in bundle.summary():
         console.print(f"  {line}")
-    console.print(f"  parity with predict_proba on {parity['n']} images ({parity['split']} split): "
-                  f"max |diff| {parity['max_abs_diff']:.1e}, identical decisions")
+    if "max_abs_box_diff_px" in parity:  # a detector: its boxes, not probabilities
+        console.print(f"  parity with predict_detections on {parity['n']} images "
+                      f"({parity['split']} split): {parity['boxes']} boxes, max box difference "
+                      f"{parity['max_abs_box_diff_px']:.1e} px, identical labels")
+    else:
+        console.print(f"  parity with predict_proba on {parity['n']} images ({parity['split']} "
+                      f"split): max |diff| {parity['max_abs_diff']:.1e}, identical decisions")
 
 
 @bundle_app.command("sign")
