@@ -98,14 +98,19 @@ def check_detection_inputs(truth: Sequence[Boxes], predictions: Sequence[Detecti
 
 
 def coco_evaluate(truth: Sequence[Boxes], predictions: Sequence[Detections], n_classes: int,
-                  max_detections: int = MAX_DETECTIONS) -> tuple[Any, DetectionMatches]:
-    """Run pycocotools' bbox evaluation (quietly); (the accumulated COCOeval, its matches)."""
+                  max_detections: int = MAX_DETECTIONS,
+                  iou_thresholds: Sequence[float] | None = None) -> tuple[Any, DetectionMatches]:
+    """Run pycocotools' bbox evaluation (quietly); (the accumulated COCOeval, its matches).
+
+    `iou_thresholds` replaces COCO's 0.50:0.05:0.95 (the first one is then "AP50"'s place)."""
     from pycocotools.cocoeval import COCOeval
 
     check_detection_inputs(truth, predictions, n_classes)
     gt, dt = _coco_objects(truth, predictions, n_classes)
     ev = COCOeval(gt, dt, iouType="bbox")
     ev.params.maxDets = [1, 10, int(max_detections)]
+    if iou_thresholds is not None:
+        ev.params.iouThrs = np.asarray(iou_thresholds, dtype=np.float64)
     with contextlib.redirect_stdout(io.StringIO()):
         ev.evaluate()
         ev.accumulate()
@@ -187,7 +192,8 @@ def _mean_defined(values: np.ndarray) -> float | None:
 
 def average_precision(ev: Any) -> dict[str, Any]:
     """mAP@0.5, mAP@0.5:0.95, per-class AP (both) and per-class PR curves at IoU 0.5 from an
-    accumulated COCOeval (area 'all', the largest maxDets); None/NaN for a class with no box."""
+    accumulated COCOeval (area 'all', the largest maxDets); None/NaN for a class with no box.
+    (With other IoU thresholds: "map50" is at the first one, "map50_95" the mean over all.)"""
     prec = np.asarray(ev.eval["precision"])[:, :, :, 0, -1]  # (T, R, K)
     prec = np.where(prec < 0, np.nan, prec)  # a class without true boxes is undefined
     ap_t = prec.mean(axis=1)  # (T, K)
