@@ -161,3 +161,21 @@ def test_bad_inputs_are_named() -> None:
     bad = [Detections([[0, 0, 1, 1]], [0.5], [3])]
     with pytest.raises(InvalidDataset, match="detection has class index 3"):
         evaluate_detections(truth, bad, ["cell"])
+
+
+def test_schemes_send_boxes_to_the_detection_holdout() -> None:
+    from medsight.data.sources.phantom import make_phantoms
+    from medsight.errors import InvalidConfig
+    from medsight.evaluate.detection_holdout import detection_holdout_evaluate
+    from medsight.evaluate.schemes import cross_validate, holdout_evaluate
+    from medsight.models.classical import ClassicalClassifier
+
+    boxes = make_phantoms(n=20, size=16, task="detection")
+    with pytest.raises(InvalidConfig, match="detection dataset.*detection_holdout_evaluate"):
+        holdout_evaluate(ClassicalClassifier, boxes)
+    with pytest.raises(InvalidConfig, match="detectors are not cross-validated"):
+        cross_validate(ClassicalClassifier, boxes)
+    with pytest.raises(InvalidConfig, match="does not predict boxes"):
+        detection_holdout_evaluate(ClassicalClassifier, boxes)
+    with pytest.raises(InvalidDataset, match="binary dataset, not detection"):
+        detection_holdout_evaluate(ClassicalClassifier, make_phantoms(n=20, size=16))

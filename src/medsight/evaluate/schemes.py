@@ -194,6 +194,7 @@ def holdout_evaluate(
     A dataset without splits gets a seeded, patient-grouped holdout (`ensure_splits`). The
     leakage check runs first (see `check_leakage`).
     """
+    _not_detection(dataset, "medsight.evaluate.detection_holdout.detection_holdout_evaluate")
     dataset = ensure_splits(dataset, seed=seed)
     parts = {name: _split_or_none(dataset, name) for name in ("train", "val", "test")}
     if parts["train"] is None or parts["test"] is None:
@@ -237,6 +238,8 @@ def cross_validate(
     threshold; ``pooled`` are the metrics of all out-of-fold predictions together, at the default
     threshold when folds chose different ones.
     """
+    _not_detection(dataset, "a holdout (detection_holdout_evaluate); detectors are not "
+                            "cross-validated")
     data = dataset.labelled()
     folds = kfold(data, k=k, seed=seed, stratified=stratified, grouped=grouped)
     leakage: list[dict[str, Any]] = []
@@ -414,6 +417,12 @@ def _external_leak(shared: list[str], name: str, allow: bool, what: str) -> list
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _not_detection(dataset: Dataset, use: str) -> None:
+    """These schemes score probabilities; boxes go through the detection holdout."""
+    if dataset.task is Task.DETECTION:
+        raise InvalidConfig(f"{dataset.name} is a detection dataset (boxes, not labels); use {use}")
+
+
 def _new_estimator(factory: EstimatorFactory | MedsightEstimator) -> MedsightEstimator:
     """A fresh, unfitted estimator: call the factory, or clone a given estimator's parameters."""
     if isinstance(factory, MedsightEstimator):
