@@ -159,7 +159,8 @@ def _examples_png(ds: Dataset, split: DetectionSplitResult, threshold: float) ->
         pictures.append(annotated_image(pixels, split.truth[j], split.predictions[j],
                                         ds.classes, threshold))
         true, pred = split.evaluation.true_counts[j], split.evaluation.pred_counts[j]
-        titles.append(f"{Path(split.refs[j]).name[-28:]}\n" + ", ".join(
+        name = Path(split.refs[j]).name
+        titles.append(f"{name if len(name) <= 32 else '…' + name[-31:]}\n" + ", ".join(
             f"{c} {t}/{p}" for c, t, p in zip(ds.classes, true, pred, strict=True))
             + " (true/pred)")
     return boxes_grid(pictures, titles) if pictures else None

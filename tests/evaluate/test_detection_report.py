@@ -88,11 +88,14 @@ def test_annotated_image_draws_truth_and_only_detections_above_the_threshold() -
     img[0, 10:20, 10:20] = 1.0
     truth = Boxes.from_arrays([[10, 10, 20, 20]], [0])
     det = Detections([[30, 30, 45, 45], [2, 25, 8, 40]], [0.9, 0.2], [1, 1])
-    out = annotated_image(img, truth, det, CLASSES, threshold=0.5)
+    out = annotated_image(img, truth, det, CLASSES, threshold=0.5, min_size=0)
     assert out.shape == (50, 50, 3)
     assert (out == np.array(TRUTH_COLOUR)).all(axis=2).any()
     wbc = (out == np.array(class_colour(1))).all(axis=2)
     assert wbc[35:45, 30:45].any() and not wbc[26:40, 2:8].any()
+    big = annotated_image(img, truth, det, CLASSES, threshold=0.5)  # small: enlarged x7
+    assert big.shape == (350, 350, 3)
+    assert (big[7 * 44 + 3, 7 * 30:7 * 45] == np.array(class_colour(1))).all(axis=1).any()
 
 
 def test_report_of_a_grey_volume_is_refused_clearly() -> None:

@@ -12,6 +12,8 @@ from medsight.evaluate.detection import DetectionEvaluation
 from medsight.evaluate.plots import _png, plt
 from medsight.explain.box_overlay import TRUTH_COLOUR, draw_boxes, to_rgb_uint8
 
+MIN_DRAWN = 320  # pixels on the long side of a drawn example: room for the captions
+
 
 def pr_curves_plot(ev: DetectionEvaluation) -> bytes:
     """COCO's interpolated precision against recall at IoU 0.5, one line per class with boxes."""
@@ -48,15 +50,20 @@ def counts_plot(ev: DetectionEvaluation) -> bytes:
 
 
 def annotated_image(pixels: np.ndarray, truth: Boxes | None, predicted: Detections | None,
-                    classes: Sequence[str], threshold: float = 0.0) -> np.ndarray:
+                    classes: Sequence[str], threshold: float = 0.0,
+                    min_size: int = MIN_DRAWN) -> np.ndarray:
     """(H, W, 3) uint8: the image with true boxes (green, no score) and the detections scoring at
-    least `threshold` (class colours, with label and score)."""
+    least `threshold` (class colours, with label and score). An image smaller than `min_size`
+    on its long side is first enlarged by a whole factor (nearest pixel) so captions fit."""
     rgb = to_rgb_uint8(pixels)
+    k = max(1, -(-int(min_size) // max(rgb.shape[:2])))
+    if k > 1:
+        rgb = np.repeat(np.repeat(rgb, k, axis=0), k, axis=1)
     if truth is not None and len(truth):
-        rgb = draw_boxes(rgb, truth.array(), truth.label_array(), None, classes, TRUTH_COLOUR)
+        rgb = draw_boxes(rgb, truth.array() * k, truth.label_array(), None, classes, TRUTH_COLOUR)
     if predicted is not None:
         shown = predicted.above(threshold)
-        rgb = draw_boxes(rgb, shown.xyxy, shown.labels, shown.scores, classes)
+        rgb = draw_boxes(rgb, shown.xyxy * k, shown.labels, shown.scores, classes)
     return rgb
 
 
