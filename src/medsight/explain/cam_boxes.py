@@ -5,7 +5,6 @@ heatmap claims can be measured as detections (mAP against true boxes)."""
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from medsight.data.boxes import Detections
 from medsight.errors import InvalidConfig
@@ -20,6 +19,8 @@ def heatmap_boxes(heat: np.ndarray, threshold: float = 0.5, score: float = 1.0, 
     so passing the classifier's probability for the class ranks boxes across images (CAMs are
     scaled to a peak of 1 per image). Regions under `min_pixels` pixels are left out.
     """
+    from scipy import ndimage  # on first use: the predictor imports this package at start
+
     h = np.asarray(heat, dtype=np.float64)
     if h.ndim != 2:
         raise InvalidConfig(f"heatmap_boxes needs a 2D heatmap, got shape {h.shape}")
