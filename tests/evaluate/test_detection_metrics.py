@@ -179,3 +179,27 @@ def test_schemes_send_boxes_to_the_detection_holdout() -> None:
         detection_holdout_evaluate(ClassicalClassifier, boxes)
     with pytest.raises(InvalidDataset, match="binary dataset, not detection"):
         detection_holdout_evaluate(ClassicalClassifier, make_phantoms(n=20, size=16))
+
+
+def test_an_unreadable_image_is_left_out_of_the_split_metrics_and_named(tmp_path) -> None:
+    from medsight.data.dataset import Dataset, Record, Task
+    from medsight.evaluate.detection_holdout import evaluate_detection_split
+
+    class Answers:
+        """A fitted detector's answers, fixed: the second image could not be read."""
+
+        score_threshold_ = 0.5
+
+        def predict_detections(self, dataset):
+            return [Detections([[0, 0, 10, 10]], [0.9], [0]), None, Detections()]
+
+    records = [Record(str(tmp_path / f"{i}.png"), boxes=Boxes.from_arrays([[0, 0, 10, 10]], [0]))
+               for i in range(3)]
+    records.append(Record(str(tmp_path / "unannotated.png")))  # not annotated: not evaluated
+    data = Dataset(records, Task.DETECTION, ["cell"], name="three")
+    out = evaluate_detection_split(Answers(), data, "test", ci=False)
+    assert out.refs == [records[0].ref, records[2].ref] and out.unreadable == [records[1].ref]
+    d = out.to_dict()
+    assert d["n"] == 2 and d["n_unreadable"] == 1 and d["unreadable"] == [records[1].ref]
+    assert d["map50"] == pytest.approx(51 / 101)  # one of two cells found: precision 1 to recall .5
+    assert d["count_exact"] == {"cell": 0.5}

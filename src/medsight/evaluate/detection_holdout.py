@@ -33,9 +33,13 @@ class DetectionSplitResult:
     truth: list[Boxes]
     predictions: list[Detections]
     evaluation: DetectionEvaluation
+    unreadable: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(self.evaluation.metrics)
+        out = {**jsonable(self.evaluation.metrics), "n_unreadable": len(self.unreadable)}
+        if self.unreadable:
+            out["unreadable"] = list(self.unreadable)
+        return out
 
 
 @dataclass
@@ -105,25 +109,36 @@ def detection_holdout_evaluate(
 
 def evaluate_detection_split(estimator: Any, dataset: Dataset, name: str, ci: bool = True,
                              n_boot: int = 1000, seed: int = 0) -> DetectionSplitResult:
-    """Predict and score the annotated records of `dataset` with a fitted detector."""
+    """Predict and score the annotated records of `dataset` with a fitted detector.
+
+    Images the detector could not read (None predictions) are left out of the metrics and named.
+    """
     data = dataset.labelled()
     if len(data) == 0:
         raise InvalidDataset(f"{dataset.name}: no annotated images to evaluate on ({name})")
-    predictions = list(estimator.predict_detections(data))
-    if len(predictions) != len(data):
+    found = list(estimator.predict_detections(data))
+    if len(found) != len(data):
         raise InvalidDataset(
-            f"{type(estimator).__name__} returned {len(predictions)} predictions for "
+            f"{type(estimator).__name__} returned {len(found)} predictions for "
             f"{len(data)} images of {data.name}"
         )
-    truth = [r.boxes for r in data.records]
-    patients = [r.patient_id for r in data.records]
+    unreadable = [r.ref for r, d in zip(data.records, found, strict=True) if d is None]
+    if unreadable:
+        log.warning("%s: %d of %d images unreadable, left out of the %s metrics",
+                    data.name, len(unreadable), len(data), name)
+    kept = [i for i, d in enumerate(found) if d is not None]
+    if not kept:
+        raise InvalidDataset(f"{dataset.name}: no image of the {name} split could be read")
+    records = [data.records[i] for i in kept]
+    predictions = [found[i] for i in kept]
+    truth = [r.boxes for r in records]
+    patients = [r.patient_id for r in records]
     groups = [str(p) for p in patients] if all(p not in (None, "") for p in patients) else None
     evaluation = evaluate_detections(
         truth, predictions, data.classes, score_threshold=float(estimator.score_threshold_),
-        max_detections=max(100, int(getattr(estimator, "max_detections", 100) or 100)),
-        ci=ci, n_boot=n_boot, seed=seed, groups=groups)
+        ci=ci, n_boot=n_boot, seed=seed, groups=groups)  # AP over COCO's 100 boxes per image
     log.info("%s %s: mAP@0.5 %.3f, mAP@0.5:0.95 %.3f", data.name, name,
              evaluation.metrics["map50"] or float("nan"),
              evaluation.metrics["map50_95"] or float("nan"))
-    return DetectionSplitResult(name, [r.ref for r in data.records], truth, predictions,
-                                evaluation)
+    return DetectionSplitResult(name, [r.ref for r in records], truth, predictions, evaluation,
+                                unreadable)
