@@ -132,6 +132,23 @@ def test_offline_predict_writes_boxes_json_coco_and_pngs(detector, tmp_path) -> 
     assert "boxes (COCO)" in result.output
 
 
+def test_csv_results_hold_counts_per_class(detector, tmp_path) -> None:
+    import csv
+
+    from medsight.deploy.batch import predict_paths
+
+    _, path = detector
+    files = smear_jpegs(2)
+    summary = predict_paths(path, files, out=tmp_path / "counts.csv")
+    assert summary.ok == 2 and summary.coco == tmp_path / "counts.coco.json"
+    rows = list(csv.DictReader((tmp_path / "counts.csv").open()))
+    direct = Predictor(path).predict([str(f) for f in files])
+    classes = Predictor(path).classes
+    assert [c for c in rows[0] if c.startswith("n_")] == [f"n_{c}" for c in classes]
+    assert [{c: int(r[f"n_{c}"]) for c in classes} for r in rows] == [p.counts for p in direct]
+    assert [r["label"] for r in rows] == [p.label for p in direct]
+
+
 def test_runtimes_refuse_the_other_kinds_call(detector, cnn2d_run, bundle_of) -> None:
     _, path = detector
     det = open_bundle(path).runtime

@@ -69,7 +69,7 @@ def summary_lines(manifest: Mapping[str, Any]) -> list[str]:
         f"input: {inp.get('modality')}, shape {inp.get('shape')} after preprocess",
         f"threshold: {thr.get('value')} ({thr.get('method')})",
         f"runtime: {(manifest.get('runtime') or {}).get('format')}; heatmaps: "
-        f"{(manifest.get('heatmap') or {}).get('method')}",
+        f"{(manifest.get('heatmap') or {}).get('method') or 'none (a detector draws its boxes)'}",
     ]
     if shown:
         short, _, split = shown[0]

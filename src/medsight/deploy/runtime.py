@@ -1,12 +1,14 @@
 """`ModelRuntime`: a bundle's model as a function of the preprocessed tensor, on ONNX Runtime + numpy.
 
 One `onnxruntime.InferenceSession` is built per bundle and shared by every thread (its ``run`` is
-thread-safe); `forward` cuts a batch into chunks. Networks map the preprocessed tensor straight
-to probabilities (and last feature maps); classical models first compute their hand-crafted
-features with the very extractors training used (`medsight.features`, refitted on the input
-layout only, which is all their ``fit`` learns), then run the scaler + classifier graph -- or,
-where skl2onnx could not convert the classifier, its skops file loaded with an explicit list of
-trusted types. Nothing is unpickled and torch is never imported.
+thread-safe); `forward` cuts a batch into chunks. A detector's graph (runtime kind "detector")
+answers `detect` instead: boxes, scores and labels with the decoding inside the graph.
+Networks map the preprocessed tensor straight to probabilities (and last feature maps);
+classical models first compute their hand-crafted features with the very extractors training
+used (`medsight.features`, refitted on the input layout only, which is all their ``fit``
+learns), then run the scaler + classifier graph -- or, where skl2onnx could not convert the
+classifier, its skops file loaded with an explicit list of trusted types. Nothing is unpickled
+and torch is never imported.
 """
 
 from __future__ import annotations
