@@ -59,8 +59,9 @@ def apply_overrides(preprocess: list[dict[str, Any]], params: dict[str, Any],
         resize = next((s["resize"] for s in preprocess if "resize" in s), {})
         preprocess = [s for s in preprocess if "resize" not in s]
         preprocess.insert(0, {"resize": {**resize, "size": list(args.size)}})
+    threads = int(args.threads) if args.threads and args.threads.isdigit() else args.threads
     for key, value in (("epochs", args.epochs), ("network", args.network), ("lr", args.lr),
-                       ("batch_size", args.batch)):
+                       ("batch_size", args.batch), ("threads", threads)):
         if value is not None:
             params[key] = value
     if args.width is not None:
@@ -128,6 +129,61 @@ def run_one(preprocess: list[dict[str, Any]], params: dict[str, Any], seed: int,
         "test_ci": {k: m["ci"].get(k) for k in ("map50", "map50_95")} if "ci" in m else {},
         "inference": speed,
     }
+
+
+DESIGNS = {  # the candidates of the CPU recipe: (network, options)
+    "centernet_small": ("centernet_small", {"width": 32}),
+    "centernet_resnet18": ("centernet_resnet18", {}),
+    "retinanet_fpn (resnet18)": ("retinanet_fpn", {"backbone": "resnet18"}),
+    "faster_rcnn_fpn (resnet18)": ("faster_rcnn_fpn", {"backbone": "resnet18"}),
+}
+
+
+def compare_speed(size: tuple[int, int], rounds: int = 3, batch: int = 8) -> dict[str, Any]:
+    """Seconds per training image (one batch step: forward, loss, backward, AdamW step) and per
+    inference image (batch 1, decoding included) of each design, in ONE process, the designs
+    alternating in every round so the shared machine's load hits all alike; medians."""
+    import torch
+
+    from medsight.models.detector_inference import DetectorModel
+    from medsight.models.networks import create_network
+    from medsight.train.detection_losses import detection_loss
+    from medsight.train.device import RunSettings
+
+    settings = RunSettings.create("cpu", "fp32", None, False, False)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((batch, 3, *size), generator=g) * 255
+    boxes = [torch.tensor([[20.0, 20.0, 70.0, 60.0], [100.0, 90.0, 160.0, 150.0]])] * batch
+    labels = [torch.tensor([0, 1])] * batch
+    models, opts = {}, {}
+    for name, (net, options) in DESIGNS.items():
+        torch.manual_seed(0)
+        models[name] = DetectorModel(create_network(net, in_channels=3, num_classes=3, **options), 3)
+        opts[name] = torch.optim.AdamW(models[name].parameters(), lr=1e-4)
+    train_s: dict[str, list[float]] = {n: [] for n in DESIGNS}
+    infer_s: dict[str, list[float]] = {n: [] for n in DESIGNS}
+    names = list(DESIGNS)
+    for r in range(rounds + 1):  # round 0 warms up
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            m = models[name]
+            m.train()
+            t0 = time.perf_counter()
+            detection_loss(m, x, boxes, labels, settings).backward()
+            opts[name].step()
+            opts[name].zero_grad()
+            t1 = time.perf_counter()
+            m.eval()
+            with torch.no_grad():
+                m.detect(x[:1], 100)
+            t2 = time.perf_counter()
+            if r:
+                train_s[name].append((t1 - t0) / batch)
+                infer_s[name].append(t2 - t1)
+    return {"size": list(size), "batch": batch, "rounds": rounds, "load": load_average(),
+            "designs": {n: {"train_s_per_image": statistics.median(train_s[n]),
+                            "infer_s_per_image": statistics.median(infer_s[n]),
+                            "parameters": sum(p.numel() for p in models[n].parameters())}
+                        for n in DESIGNS}}
 
 
 def load_results(path: Path = RESULT) -> dict[str, Any]:
@@ -205,12 +261,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--batch", type=int)
+    ap.add_argument("--threads", default=None,
+                    help="torch threads: a number or 'adaptive' (the cores others leave idle)")
     ap.add_argument("--recipe", type=Path, default=RECIPE)
+    ap.add_argument("--compare-speed", action="store_true",
+                    help="time a training step and an inference of each candidate design")
     ap.add_argument("--no-run", action="store_true", help="only re-render the saved results")
     ap.add_argument("--write", action="store_true", help="save JSON and write BENCHMARKS.md")
     args = ap.parse_args(argv)
     results = load_results()
-    if not args.no_run:
+    if args.compare_speed:
+        speed = compare_speed(tuple(args.size or (240, 320)))
+        print(json.dumps(speed, indent=1))
+        if args.write:
+            results["speed"] = speed
+            write_json(RESULT, results)
+    elif not args.no_run:
         preprocess, params = apply_overrides(*recipe(args.recipe), args)
         for seed in args.seeds:
             record = run_one(preprocess, params, seed, args.tag)

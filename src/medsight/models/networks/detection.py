@@ -141,15 +141,15 @@ class FPNNeck(nn.Module):
         return self.smooth(x)
 
 
-def _head(width: int, out: int, bias: float = 0.0) -> nn.Sequential:
-    head = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(inplace=True),
-                         nn.Conv2d(width, out, 1))
-    nn.init.constant_(head[-1].bias, bias)
-    return head
+def _output(width: int, out: int, bias: float = 0.0) -> nn.Conv2d:
+    conv = nn.Conv2d(width, out, 1)
+    nn.init.constant_(conv.bias, bias)
+    return conv
 
 
 class CenterNet(DetectorNetwork):
-    """Backbone -> FPN neck at stride 4 -> heatmap (``classifier``), size and offset heads.
+    """Backbone -> FPN neck at stride 4 -> one shared 3x3 conv -> 1x1 heatmap (``classifier``),
+    size and offset outputs (one shared head conv instead of three: a quarter less compute).
 
     ``forward(x)`` returns ``(heatmap_logits (N, C, h, w), size (N, 2, h, w), offset (N, 2, h, w))``
     with size = box (width, height) in output cells and offset the centre's sub-cell shift.
@@ -162,13 +162,14 @@ class CenterNet(DetectorNetwork):
         super().__init__(in_channels, num_classes)
         self.backbone = backbone
         self.neck = FPNNeck(backbone.channels, width)
-        self.classifier = _head(width, num_classes, HEATMAP_PRIOR)
-        self.size_head = _head(width, 2)
-        self.offset_head = _head(width, 2)
+        self.head = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(inplace=True))
+        self.classifier = _output(width, num_classes, HEATMAP_PRIOR)
+        self.size_head = _output(width, 2)
+        self.offset_head = _output(width, 2)
         self.num_features = width
 
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck(self.backbone(x))
+        return self.head(self.neck(self.backbone(x)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         maps = self.forward_features(x)
