@@ -89,11 +89,14 @@ def _cfg(tmp_path: Path, **overrides) -> object:
     return parse_config(raw)
 
 
-def test_kfold_and_a_classifier_on_boxes_are_refused_with_the_fix(tmp_path: Path) -> None:
+def test_kfold_a_classifier_and_a_class_metric_are_refused_with_the_fix(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, data={"source": str(shared_path("bccd")), "split": {"method": "kfold"}})
     with pytest.raises(InvalidConfig, match="k-fold .* not offered for detectors"):
         run_experiment(cfg)
     cfg = _cfg(tmp_path, model={"kind": "classical", "params": {"model": "logistic_regression",
                                                                 "features": ["hog"]}})
     with pytest.raises(InvalidConfig, match="does not predict boxes.*use kind 'detector'"):
+        run_experiment(cfg)
+    cfg = _cfg(tmp_path, evaluation={"select_by": "acc"})
+    with pytest.raises(InvalidConfig, match="select_by 'acc' is not a detection metric"):
         run_experiment(cfg)

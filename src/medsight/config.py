@@ -74,7 +74,7 @@ class EvaluationConfig(_Strict):
     threshold: Literal["youden", "target_sensitivity", "fixed"] = "youden"
     target_sensitivity: float = Field(0.9, gt=0, lt=1)
     allow_leakage: bool = False
-    select_by: str = "auc"
+    select_by: str = "auc"  # detectors: map50 (what "auc" means for them) or map50_95
 
 
 class ModelCardConfig(_Strict):

@@ -44,6 +44,7 @@ def run_detection(cfg: ExperimentConfig, ds: Dataset, out: Path, quality: dict[s
             "data.split.method to 'given' (the dataset's own lists) or 'holdout'"
         )
     ev = cfg.evaluation
+    selection_metric(ev.select_by)  # a bad name fails before minutes of training
     results: dict[str, DetectionHoldoutResult] = {}
     for spec in cfg.models:
         say(f"fitting {spec.label}")
@@ -90,11 +91,20 @@ def _check_kind(spec: ModelConfig, est: Any) -> None:
         )
 
 
+def selection_metric(name: str) -> str:
+    """``map50`` or ``map50_95`` (the classifiers' default ``auc`` means ``map50``)."""
+    metric = "map50" if name == "auc" else name
+    if metric not in DETECTION_METRICS:
+        raise InvalidConfig(f"evaluation.select_by {name!r} is not a detection metric; use one "
+                            f"of {list(DETECTION_METRICS)}")
+    return metric
+
+
 def select_detector(results: dict[str, DetectionHoldoutResult],
                     metric: str) -> tuple[str, list[dict[str, Any]]]:
-    """The candidate with the best validation `metric` (mAP@0.5 unless a detection metric is
-    named), never chosen on test; with the leaderboard rows."""
-    metric = metric if metric in DETECTION_METRICS else "map50"
+    """The candidate with the best validation `metric` (see `selection_metric`), never chosen
+    on test; with the leaderboard rows."""
+    metric = selection_metric(metric)
     board = []
     for label, res in results.items():
         val, test = res.splits.get("val"), res.splits.get("test")
