@@ -68,6 +68,9 @@ def compare_runs(directories: list[str | Path], split: str = "test", n_boot: int
     tasks = {(r.task, tuple(r.classes)) for r in runs}
     if len(tasks) > 1:
         raise InvalidDataset(f"runs solve different tasks or classes: {sorted(tasks)}")
+    if runs[0].task == "detection":
+        raise InvalidDataset("medsight compare pairs probabilities; detector runs have boxes: "
+                             "compare their metrics.json (test map50, map50_95 with CIs)")
     table = []
     for r in runs:
         m = r.metrics.get(split) or (r.metrics.get("cv", {}).get("pooled") if split == "cv" else None)
