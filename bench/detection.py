@@ -126,7 +126,8 @@ def run_one(preprocess: list[dict[str, Any]], params: dict[str, Any], seed: int,
                     for h in est.history_],
         "test": {k: m[k] for k in ("map50", "map50_95", "per_class_ap", "count_exact",
                                    "count_mae", "mean_count", "n", "n_boxes")},
-        "test_ci": {k: m["ci"].get(k) for k in ("map50", "map50_95")} if "ci" in m else {},
+        "test_ci": {"map50": m["ci"]["map50"], "map50_95": m["ci"]["map50_95"],
+                    "wbc_count_exact": m["ci"]["count_exact"]["WBC"]} if "ci" in m else {},
         "inference": speed,
     }
 
@@ -222,7 +223,7 @@ def render(results: dict[str, Any]) -> str:
         t = r["test"]
         ap = [t["per_class_ap"][c]["ap50"] for c in CLASSES]
         ci = r.get("test_ci", {}).get("map50") or {}
-        ci_txt = f" [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}]" if ci else ""
+        ci_txt = f" [{_fmt(ci.get('ci_low'))}, {_fmt(ci.get('ci_high'))}]" if ci else ""
         net = r["params"].get("network", "centernet_small")
         width = (r["params"].get("network_params") or {}).get("width")
         lines.append(
@@ -239,6 +240,23 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", f"Recipe `{results['chosen_tag']}` over {len(final)} seeds: test mAP@0.5 "
                   f"{statistics.mean(maps):.3f} ± {statistics.stdev(maps):.3f}, WBC count exact "
                   f"{statistics.mean(wbc):.3f} ± {statistics.stdev(wbc):.3f}."]
+    speed = results.get("speed")
+    if speed:
+        base = speed["designs"]["centernet_small"]
+        h, w = speed["size"]
+        lines += ["", f"Candidate designs at {w}x{h} (`bench/detection.py --compare-speed`: one "
+                  f"process, designs alternating, median of {speed['rounds']} rounds; load "
+                  f"{speed['load'][0]}, so absolute times are those of a busy machine and the "
+                  "ratios are what compares):", "",
+                  "| design | parameters | train s / image (batch "
+                  f"{speed['batch']}) | x centernet_small | inference s / image | ONNX bundle |",
+                  "|---|---|---|---|---|---|"]
+        for name, d in speed["designs"].items():
+            onnx = "yes (decoding in the graph, no NMS)" if name.startswith("centernet") else (
+                "no (per-image NMS with data-dependent shapes)")
+            lines.append(f"| {name} | {d['parameters'] / 1e6:.1f} M | {d['train_s_per_image']:.3f} "
+                         f"| {d['train_s_per_image'] / base['train_s_per_image']:.1f} | "
+                         f"{d['infer_s_per_image']:.3f} | {onnx} |")
     if runs:
         hw = runs[-1]["hardware"]
         lines += ["", f"Machine: {hw['cpu']}, {hw['cores']} cores ({hw['simd']}), torch "

@@ -15,6 +15,7 @@ from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.sources import from_voc, make_phantoms
 from medsight.errors import InvalidConfig, InvalidDataset
 from medsight.models import clone, load_estimator
+from medsight.models.networks import create_network
 from medsight.models.networks.detection import centernet_decode
 from medsight.models.torch_detector import TorchDetector
 from medsight.train.checkpoint import LAST, load_checkpoint
@@ -146,3 +147,37 @@ def test_bad_inputs_get_clear_errors(two):
         TorchDetector(monitor="auc").validate_params()
     with pytest.raises(InvalidDataset, match="detection dataset"):
         TorchDetector(**_params(epochs=1)).fit(make_phantoms(n=8, size=16, seed=1))
+
+
+def test_local_weights_load_and_other_classes_keep_a_fresh_heatmap_head(tmp_path):
+    torch.manual_seed(0)
+    source = create_network("centernet_small", in_channels=3, num_classes=3, width=8, neck=16)
+    path = tmp_path / "det.pt"
+    torch.save({"state_dict": source.state_dict()}, path)
+    same = create_network("centernet_small", in_channels=3, num_classes=3, width=8, neck=16,
+                          weights=str(path))
+    x = torch.rand(1, 3, 64, 64)
+    source.eval(), same.eval()
+    with torch.no_grad():
+        for a, b in zip(source(x), same(x), strict=True):
+            torch.testing.assert_close(a, b)
+    other = create_network("centernet_small", in_channels=3, num_classes=5, width=8, neck=16,
+                           weights=str(path))
+    assert other.classifier.weight.shape[0] == 5
+    torch.testing.assert_close(other.size_head.weight, source.size_head.weight)
+
+
+def test_a_local_torchvision_resnet18_checkpoint_fills_the_centernet_trunk(tmp_path):
+    from torchvision.models import resnet18
+
+    trunk = resnet18(weights=None)
+    path = tmp_path / "r18.pt"
+    torch.save(trunk.state_dict(), path)
+    net = create_network("centernet_resnet18", in_channels=1, num_classes=3,
+                         backbone_weights=str(path))
+    torch.testing.assert_close(net.backbone.stages[3][1].conv2.weight, trunk.layer4[1].conv2.weight)
+    # grey input: the RGB kernels summed (a grey image in R=G=B gives the RGB response)
+    torch.testing.assert_close(net.backbone.stem[0].weight, trunk.conv1.weight.sum(1, keepdim=True))
+    with pytest.raises(InvalidConfig, match="lack"):
+        torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "bad.pt")
+        create_network("centernet_resnet18", backbone_weights=str(tmp_path / "bad.pt"))
