@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from medsight.data.boxes import Boxes, Detections
 from medsight.evaluate.detection import DetectionEvaluation
@@ -33,7 +34,7 @@ def pr_curves_plot(ev: DetectionEvaluation) -> bytes:
 def counts_plot(ev: DetectionEvaluation) -> bytes:
     """Predicted against true count per image, one panel per class (the diagonal is exact)."""
     k = len(ev.classes)
-    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 3.3), squeeze=False, layout="constrained")
     threshold = ev.metrics["score_threshold"]
     for j, (ax, name) in enumerate(zip(axes[0], ev.classes, strict=True)):
         t, p = ev.true_counts[:, j], ev.pred_counts[:, j]
@@ -42,6 +43,8 @@ def counts_plot(ev: DetectionEvaluation) -> bytes:
         ax.plot([0, top], [0, top], ls="--", c="grey", lw=0.8)
         ax.scatter(t + jitter[0], p + jitter[1], s=12, alpha=0.6)
         exact = ev.metrics["count_exact"][name]
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="true count", ylabel="predicted count",
                title=f"{name}: exact on {100 * exact:.0f}%", xlim=(-0.5, top + 0.5),
                ylim=(-0.5, top + 0.5))
