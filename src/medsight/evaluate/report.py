@@ -146,8 +146,9 @@ def _detection_view(split: DetectionSplit, embed: Any) -> dict[str, Any]:
 
     m = split.evaluation.metrics
     ci = m.get("ci", {})
-    headline = [{"name": name, "value": m[name], "low": ci.get(name, {}).get("ci_low"),
-                 "high": ci.get(name, {}).get("ci_high")} for name in ("map50", "map50_95")]
+    headline = [{"name": label, "value": m[name], "low": ci.get(name, {}).get("ci_low"),
+                 "high": ci.get(name, {}).get("ci_high")}
+                for name, label in (("map50", "mAP@0.5"), ("map50_95", "mAP@0.5:0.95"))]
     rows = []
     for c in split.evaluation.classes:
         mae, exact = ci.get("count_mae", {}).get(c, {}), ci.get("count_exact", {}).get(c, {})
