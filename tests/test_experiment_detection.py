@@ -26,6 +26,18 @@ DETECTOR = {"kind": "detector", "params": {
     "threads": 2, "seed": 0}}
 
 
+def _external_csv(path: Path) -> Path:
+    """Three BCCD test smears as a box CSV (path,x1,y1,x2,y2,label): an 'external' set."""
+    from medsight.data.sources import from_voc
+
+    test = from_voc(shared_path("bccd")).split("test")
+    rows = [{"path": r.ref, "x1": x1, "y1": y1, "x2": x2, "y2": y2, "label": test.classes[k]}
+            for r in test.records[-3:] for (x1, y1, x2, y2), k in zip(r.boxes.xyxy, r.boxes.labels,
+                                                                       strict=True)]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
 def _config(path: Path, **data) -> Path:
     cfg = {"name": "bccd tiny", "data": {"source": "set by --data", "limit": 4, **data},
            "preprocess": [{"resize": {"size": [96, 128]}}], "model": DETECTOR,
@@ -37,7 +49,9 @@ def _config(path: Path, **data) -> Path:
 @pytest.fixture(scope="module")
 def bccd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bccd_run")
-    config = _config(root / "bccd.yaml")
+    external = _external_csv(root / "external.csv")
+    config = _config(root / "bccd.yaml", external=str(external),
+                     external_options={"classes": sorted(CLASSES)})
     out = root / "run"
     env = {**os.environ, "COLUMNS": "160"}
     done = subprocess.run([sys.executable, "-m", "medsight.cli", "train", str(config), "--data",
@@ -66,7 +80,7 @@ def test_detection_run_writes_metrics_predictions_and_report(bccd_run: Path) -> 
 
     boxes = pd.read_csv(bccd_run / "predictions.csv")
     assert list(boxes.columns) == ["split", "ref", "label", "score", "x1", "y1", "x2", "y2"]
-    assert set(boxes["split"]) <= {"val", "test"} and set(boxes["label"]) <= set(CLASSES)
+    assert set(boxes["label"]) <= set(CLASSES)
     assert (boxes["x2"] <= 640).all() and (boxes["y2"] <= 480).all()  # original pixels
     coco = json.loads((bccd_run / "predictions_test.coco.json").read_text())
     assert [c["name"] for c in coco["categories"]] == list(metrics["test"]["per_class_ap"])
@@ -75,8 +89,13 @@ def test_detection_run_writes_metrics_predictions_and_report(bccd_run: Path) -> 
     for ann in coco["annotations"][:5]:
         assert set(ann) >= {"image_id", "category_id", "bbox", "score"} and len(ann["bbox"]) == 4
 
+    ext = metrics["external"]
+    assert ext["n"] == 3 and ext["n_unreadable"] == 0 and 0.0 <= ext["map50"] <= 1.0
+    assert set(boxes["split"]) == {"val", "test", "external"}
+
     html = (bccd_run / "report.html").read_text()
     assert "Detection results: test (n = 4 images" in html
+    assert "Detection results: external (n = 3 images" in html
     assert f"{metrics['test']['map50']:.3f}" in html
     assert (bccd_run / "plots" / "test_examples.png").stat().st_size > 10_000
     assert (bccd_run / "model").is_dir()
