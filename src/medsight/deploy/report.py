@@ -33,13 +33,15 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; co
 .pictures { display: flex; gap: 1.5em; flex-wrap: wrap; }
 .pictures figure { margin: 0; max-width: 100%; }
 .pictures img { width: 20em; max-width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }
+.pictures figure.wide { flex: 1 1 100%; }
+.pictures figure.wide img { width: 100%; image-rendering: auto; }
 table { border-collapse: collapse; margin: .5em 0; }
 td, th { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
 .decision { font-size: 1.4em; }
 meter { width: 12em; max-width: 40vw; }
 .error { color: #b00; }
 code { word-break: break-all; }
-@media print { .pictures img { width: 8cm; } body { margin: 0; } }
+@media print { .pictures img { width: 8cm; } .pictures figure.wide img { width: 100%; } body { margin: 0; } }
 """
 assert not set(CSS) & set("<>&'\""), "CSS must pass HTML escaping unchanged"
 
