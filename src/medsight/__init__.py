@@ -34,6 +34,12 @@ _EXPORTS = {
     "from_dicom_dir": "medsight.data.sources",
     "from_cifar10": "medsight.data.sources",
     "make_phantoms": "medsight.data.sources",
+    "from_voc": "medsight.data.sources.voc",
+    "from_coco": "medsight.data.sources.coco",
+    "to_coco": "medsight.data.sources.coco",
+    "from_box_csv": "medsight.data.sources.box_csv",
+    "Boxes": "medsight.boxes",
+    "Detections": "medsight.boxes",
     "fetch_medmnist": "medsight.data.fetch",
     # clean
     "holdout": "medsight.data.splits",
@@ -50,6 +56,7 @@ _EXPORTS = {
     "ClassicalClassifier": "medsight.models.classical",
     "TorchClassifier": "medsight.models.torch_classifier",
     "TorchEnsemble": "medsight.models.torch_ensemble",
+    "TorchDetector": "medsight.models.torch_detector",
     "create_network": "medsight.models.networks",
     "list_networks": "medsight.models.networks",
     "export_onnx": "medsight.models.export_onnx",
@@ -61,6 +68,7 @@ _EXPORTS = {
     "cross_validate": "medsight.evaluate.schemes",
     "external_evaluate": "medsight.evaluate.schemes",
     "render_report": "medsight.evaluate.report",
+    "evaluate_detections": "medsight.evaluate.detection",
     # runs
     "load_config": "medsight.config",
     "run_experiment": "medsight.experiment",

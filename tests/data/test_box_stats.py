@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
+from medsight.boxes import Boxes
 from medsight.cli.quality_report import quality_text
-from medsight.data.boxes import Boxes
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.quality import box_statistics, check_dataset
 from medsight.data.sources import from_voc

@@ -43,6 +43,11 @@ def test_data_and_preprocess_do_not_reach_up() -> None:
     assert _upward("preprocess") == []
 
 
+def test_boxes_sit_below_every_layer() -> None:
+    """`medsight.boxes` is shared by data, models, evaluate and deploy: it may import none of them."""
+    assert _named_modules(SRC / "boxes.py") == set()
+
+
 def test_region_refs_resolve_with_only_the_data_layer_imported() -> None:
     code = (
         "import sys\n"
@@ -51,7 +56,7 @@ def test_region_refs_resolve_with_only_the_data_layer_imported() -> None:
         "assert img.pixels.shape == (1, 8, 8), img.pixels.shape\n"
         "assert img.metadata['montage']['box'] == [2, 4, 10, 12]\n"
         "above = [m for m in sys.modules if m.startswith('medsight.') and m.split('.')[1] not in "
-        "('io', 'data', 'errors')]\n"
+        "('io', 'data', 'errors', 'boxes')]\n"
         "assert not above, above\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.errors import InvalidDataset
 from medsight.evaluate.detection import evaluate_detections
 from medsight.evaluate.detection_coco import average_precision, coco_evaluate, weighted_ap

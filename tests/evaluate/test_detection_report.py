@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.evaluate.detection import evaluate_detections
 from medsight.evaluate.detection_plots import annotated_image, boxes_grid
 from medsight.evaluate.report import DetectionSplit, ReportData, render_report

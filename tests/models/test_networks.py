@@ -22,7 +22,7 @@ from medsight.models.networks import (
 )
 from medsight.models.networks.weights import first_conv_key
 
-NAMES = [info.name for info in list_networks()]
+NAMES = [info.name for info in list_networks("classification")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -288,3 +288,16 @@ def test_cnn3d_small_is_light_and_takes_any_volume_size():
         create_network("cnn3d_small", width=0)
     with pytest.raises(InvalidConfig, match="at least 8"):
         net(torch.rand(1, 1, 4, 28, 28))
+
+
+def test_each_network_says_its_task_and_estimators_refuse_the_other():
+    from medsight.models.torch_classifier import TorchClassifier
+    from medsight.models.torch_detector import TorchDetector
+
+    detectors = {info.name for info in list_networks("detection")}
+    assert {"centernet_small", "centernet_resnet18", "retinanet_fpn", "faster_rcnn_fpn"} <= detectors
+    assert not detectors & set(NAMES)
+    with pytest.raises(InvalidConfig, match="is a detector"):
+        TorchClassifier(network="centernet_small").validate_params()
+    with pytest.raises(InvalidConfig, match="is a classifier"):
+        TorchDetector(network="resnet18_28").validate_params()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.io.image import Image
 from medsight.preprocess.box_geometry import BoxGeometryUnknown, boxes_back, boxes_forward
 from medsight.preprocess.chain import Preprocess

@@ -16,8 +16,10 @@ def models_list() -> None:
     """Print the registered networks."""
     from medsight.models.networks import list_networks
 
-    table = Table("name", "dims", "default input", "min size", "parameters", "description")
+    table = Table("name", "task", "dims", "default input", "min size", "parameters",
+                  "description")
     for info in list_networks():
-        table.add_row(info.name, f"{info.dims}D", str(info.default_size), f"{info.min_size} px",
+        table.add_row(info.name, info.task, f"{info.dims}D", str(info.default_size),
+                      f"{info.min_size} px",
                       f"{info.parameters:,}", info.description)
     console.print(table)

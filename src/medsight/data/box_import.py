@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medsight.data.boxes import Boxes
+from medsight.boxes import Boxes
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.refs import split_ref
 from medsight.data.sources.labels import clean_cell, natural_key

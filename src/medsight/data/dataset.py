@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medsight.data.boxes import Boxes
+from medsight.boxes import Boxes
 from medsight.data.refs import resolve
 from medsight.errors import InvalidDataset
 from medsight.io.image import Image

@@ -2,18 +2,19 @@
 counts per class at the bundle's score threshold, a label a clinician reads, the annotated
 picture, and COCO rows (``medsight predict``'s ``X.coco.json``).
 
-Boxes follow `medsight.data.boxes`' convention (xyxy pixel edges) but travel as plain arrays:
-importing `medsight.data` would load every dataset source (pydicom, SciPy) into a prediction's
-cold start. The graph already sorts each image's boxes by score, and filtering keeps that order."""
+Boxes travel as `medsight.boxes.Detections` (xyxy pixel edges, highest score first), the type
+the detector estimator and the metrics use; it lives below every layer and imports only numpy, so
+a prediction's cold start loads no dataset source."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from medsight.boxes import Detections
 from medsight.preprocess.box_geometry import boxes_back
 
 DEFAULT_MIN_SCORE = 0.05  # boxes scoring lower are not returned at all (bundles state their own)
@@ -37,27 +38,14 @@ class DetectionSpec:
                    float(det.get("min_score", DEFAULT_MIN_SCORE)))
 
 
-class Found(NamedTuple):
-    """One image's boxes on the original image: ``xyxy`` (N, 4), ``scores`` (N,) highest first,
-    ``labels`` (N,) class indices."""
-
-    xyxy: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-
-    def above(self, threshold: float) -> Found:
-        keep = self.scores >= threshold
-        return Found(self.xyxy[keep], self.scores[keep], self.labels[keep])
-
-
 def to_original(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, spec: DetectionSpec,
-                transforms: Sequence[Mapping[str, Any]], original_shape: Sequence[int]) -> Found:
+                transforms: Sequence[Mapping[str, Any]], original_shape: Sequence[int]) -> Detections:
     """One image's graph output (K boxes on the model-input grid sorted by score, padding scored
     0) -> the boxes above the floor, in pixel edges of the original image (clipped to it)."""
     scores = np.asarray(scores, dtype=np.float32)
     keep = (scores >= spec.min_score) & (scores > 0)
     xyxy = boxes_back(np.asarray(boxes)[keep], transforms, tuple(original_shape)[-2:])
-    return Found(xyxy, scores[keep], np.asarray(labels, dtype=np.int64)[keep])
+    return Detections(xyxy, scores[keep], np.asarray(labels, dtype=np.int64)[keep])
 
 
 def count_label(counts: Mapping[str, int]) -> str:
@@ -65,7 +53,7 @@ def count_label(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {c}" for c, n in counts.items())
 
 
-def summarise(found: Found, spec: DetectionSpec
+def summarise(found: Detections, spec: DetectionSpec
               ) -> tuple[list[dict[str, Any]], dict[str, int], str, float]:
     """(box rows, counts at the threshold, label, confidence) of one image's boxes."""
     rows = [{"label": spec.classes[int(k)], "score": round(float(s), 6),
@@ -103,7 +91,7 @@ def png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def annotated_png(pixels: np.ndarray, found: Found, spec: DetectionSpec) -> bytes:
+def annotated_png(pixels: np.ndarray, found: Detections, spec: DetectionSpec) -> bytes:
     """The image with the boxes at or above the threshold drawn, each with its label and score."""
     from medsight.explain.box_overlay import draw_boxes
 
@@ -131,5 +119,5 @@ def coco_categories(classes: Sequence[str]) -> list[dict[str, Any]]:
     return [{"id": i + 1, "name": c} for i, c in enumerate(classes)]
 
 
-__all__ = ["DetectionSpec", "Found", "annotated_png", "coco_categories", "coco_results", "count_label",
+__all__ = ["DetectionSpec", "annotated_png", "coco_categories", "coco_results", "count_label",
            "display_uint8", "summarise", "to_original"]

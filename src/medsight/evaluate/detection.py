@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.errors import InvalidConfig
 from medsight.evaluate.detection_bootstrap import detection_ci
 from medsight.evaluate.detection_coco import (

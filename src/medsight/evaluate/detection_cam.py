@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.data.dataset import Dataset, Task
 from medsight.errors import InvalidConfig, InvalidDataset
 from medsight.evaluate.detection import evaluate_detections

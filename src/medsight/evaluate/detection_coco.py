@@ -2,7 +2,7 @@
 memory (mAP@0.5, mAP@0.5:0.95, per-class AP, PR curves) and the counting error per image and class.
 
 Ground truth is one `Boxes` per image, predictions one `Detections` per image, in the same pixel
-edges (see `medsight.data.boxes`). pycocotools matches detections to boxes once per image;
+edges (see `medsight.boxes`). pycocotools matches detections to boxes once per image;
 `DetectionMatches` keeps those matches so a bootstrap over images can recompute AP from them
 with pycocotools' own accumulation rule (`weighted_ap`), without matching again.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.errors import InvalidDataset
 
 MAX_DETECTIONS = 100  # COCO's maxDets for AP: detections per image that count

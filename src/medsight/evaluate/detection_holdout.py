@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.data.dataset import Dataset, Task
 from medsight.data.splits import ensure_splits
 from medsight.errors import InvalidConfig, InvalidDataset

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.evaluate.detection import DetectionEvaluation
 from medsight.evaluate.plots import _png, plt
 from medsight.explain.box_overlay import TRUTH_COLOUR, draw_boxes, to_rgb_uint8

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medsight.data.boxes import Detections
+from medsight.boxes import Detections
 from medsight.errors import InvalidConfig
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsight.data.boxes import Detections
+from medsight.boxes import Detections
 from medsight.data.dataset import Dataset
 from medsight.errors import UnreadableImage
 from medsight.io.image import Image

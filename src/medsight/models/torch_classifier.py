@@ -204,6 +204,11 @@ class TorchClassifier(MedsightEstimator):
     # -- parameters ----------------------------------------------------------------------------
     def validate_params(self) -> None:
         """Check every parameter (InvalidConfig naming the bad one); `fit` calls it first."""
+        from medsight.models.networks import network_info
+
+        if network_info(self.network).task != "classification":
+            raise InvalidConfig(f"network {self.network!r} is a detector; train it with the "
+                                "'detector' kind (TorchDetector) on a dataset with boxes")
         plain_spec(self.preprocess)
         AugmentConfig.from_config(self.augment)
         SemiSupervisedConfig.from_config(self.semi_supervised)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from medsight.data.boxes import Detections
+from medsight.boxes import Detections
 from medsight.data.dataset import Dataset, Task
 from medsight.errors import BundleIntegrityError, InvalidConfig, InvalidDataset
 from medsight.jsonable import jsonable
@@ -185,10 +185,7 @@ class TorchDetector(MedsightEstimator):
 
         plain_spec(self.preprocess)
         BoxAugmentConfig.from_config(self.augment)
-        info = network_info(self.network)
-        with torch.device("meta"):
-            probe = info.factory(in_channels=1, num_classes=2)
-        if not getattr(probe, "is_detector", False):
+        if network_info(self.network).task != "detection":
             raise InvalidConfig(f"network {self.network!r} is a classifier; a detector needs a "
                                 "detection network such as 'centernet_small' or 'retinanet_fpn'")
         if self.network_params is not None and not isinstance(self.network_params, dict):

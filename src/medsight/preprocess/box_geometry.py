@@ -3,7 +3,7 @@
 grid for training, and back onto the original image for predictions.
 
 Each recorded map says ``input index = scale * output index + offset`` per spatial axis with pixel
-centres at integer indices; box corners are pixel edges (`medsight.data.boxes`), so an edge ``e``
+centres at integer indices; box corners are pixel edges (`medsight.boxes`), so an edge ``e``
 sits at index ``e - 0.5``. Axis 0 of a map is rows (y), axis 1 columns (x).
 """
 

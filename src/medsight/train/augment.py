@@ -17,7 +17,7 @@ Detection batches use `BoxAugment` (configured by `BoxAugmentConfig`, presets in
     x, boxes, labels = aug(x, boxes, labels, generator)
 
 ``x`` is a 2D batch ``(N, C, H, W)``; ``boxes[i]`` is image i's ``(N_i, 4)`` xyxy array (numpy or
-torch, pixel edges as in `medsight.data.boxes`) and ``labels[i]`` its ``(N_i,)`` class indices.
+torch, pixel edges as in `medsight.boxes`) and ``labels[i]`` its ``(N_i,)`` class indices.
 It returns the new batch (same shape) and, per image, the moved boxes as float32 and their
 labels as int64 tensors on ``x``'s device; boxes left with less than ``min_visible`` of their
 area inside the image are dropped together with their labels.

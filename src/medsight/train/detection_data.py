@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsight.data.boxes import Boxes, Detections
+from medsight.boxes import Boxes, Detections
 from medsight.data.dataset import Dataset
 from medsight.errors import InvalidDataset, UnreadableImage
 from medsight.models.detector_inference import (

@@ -11,8 +11,8 @@ import pytest
 from conftest import shared_path
 from PIL import Image as PILImage
 
+from medsight.boxes import Boxes
 from medsight.data.box_import import import_report
-from medsight.data.boxes import Boxes
 from medsight.data.dataset import Task
 from medsight.data.open import open_source
 from medsight.data.sources import from_box_csv, from_coco, from_voc, make_phantoms, to_coco

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from medsight.data.boxes import Boxes
+from medsight.boxes import Boxes
 from medsight.data.dataset import Dataset, Record, Task
 from medsight.data.refs import register_scheme
 from medsight.errors import InvalidConfig, UnreadableImage

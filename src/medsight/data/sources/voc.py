@@ -1,7 +1,7 @@
 """Pascal VOC detection folders: ``Annotations/*.xml`` boxes, ``JPEGImages/`` pixels and the
 official split in ``ImageSets/Main/{train,val,test}.txt`` when present (e.g. BCCD).
 
-Box corners are read as pixel edges unchanged (see `medsight.data.boxes`); validation and the
+Box corners are read as pixel edges unchanged (see `medsight.boxes`); validation and the
 `BoxImportReport` come from `medsight.data.box_import`. An image without an XML file becomes an
 unannotated record; an XML without its image is skipped and named in the report.
 """

@@ -35,7 +35,6 @@ class DetectorNetwork(Network):
     `medsight.train.detection_losses` applies.
     """
 
-    is_detector = True
     loss_kind = ""
 
     def detect(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -223,7 +222,7 @@ def _widths(width: int, base: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(max(4, int(math.ceil(b * width / 32))) for b in base)
 
 
-@register_network("centernet_small", dims=2, default_size=320, min_size=32,
+@register_network("centernet_small", dims=2, default_size=320, min_size=32, task="detection",
                   description="detector: CenterNet heads (stride 4) on a small ResNet + FPN (CPU)")
 def centernet_small(in_channels: int = 3, num_classes: int = 2, width: int = 32,
                     blocks: tuple[int, ...] = (1, 2, 2, 1), neck: int = 64) -> Network:
@@ -235,7 +234,7 @@ def centernet_small(in_channels: int = 3, num_classes: int = 2, width: int = 32,
     return CenterNet(backbone, in_channels, num_classes, int(neck))
 
 
-@register_network("centernet_resnet18", dims=2, default_size=512, min_size=32,
+@register_network("centernet_resnet18", dims=2, default_size=512, min_size=32, task="detection",
                   description="detector: CenterNet heads (stride 4) on ResNet-18 + FPN")
 def centernet_resnet18(in_channels: int = 3, num_classes: int = 2, neck: int = 64,
                        backbone_weights: str | None = None) -> Network:

@@ -96,7 +96,7 @@ class TorchvisionDetector(DetectorNetwork):
         return boxes, scores, labels
 
 
-@register_network("retinanet_fpn", dims=2, default_size=512, min_size=32,
+@register_network("retinanet_fpn", dims=2, default_size=512, min_size=32, task="detection",
                   description="detector: torchvision RetinaNet, ResNet + FPN (for GPUs)")
 def retinanet_fpn(in_channels: int = 3, num_classes: int = 2, backbone: str = "resnet50",
                   backbone_weights: str | None = None, detections_per_img: int = 300) -> Network:
@@ -105,7 +105,7 @@ def retinanet_fpn(in_channels: int = 3, num_classes: int = 2, backbone: str = "r
                                detections_per_img)
 
 
-@register_network("faster_rcnn_fpn", dims=2, default_size=512, min_size=32,
+@register_network("faster_rcnn_fpn", dims=2, default_size=512, min_size=32, task="detection",
                   description="detector: torchvision Faster R-CNN, ResNet + FPN (for GPUs)")
 def faster_rcnn_fpn(in_channels: int = 3, num_classes: int = 2, backbone: str = "resnet50",
                     backbone_weights: str | None = None, detections_per_img: int = 300) -> Network:

@@ -55,6 +55,7 @@ class NetworkInfo:
     min_size: int
     description: str
     factory: Factory = field(repr=False, compare=False)
+    task: str = "classification"
 
     @property
     def parameters(self) -> int:
@@ -66,16 +67,26 @@ class NetworkInfo:
         return (in_channels, *([self.default_size] * self.dims))
 
 
+TASKS = ("classification", "detection")
+
+
 def register_network(
-    name: str, *, dims: int, default_size: int, min_size: int, description: str
+    name: str, *, dims: int, default_size: int, min_size: int, description: str,
+    task: str = "classification",
 ) -> Callable[[Factory], Factory]:
     """Decorator that registers a factory ``f(in_channels, num_classes, **options) -> Network``.
+
+    ``task`` says what the network answers: class logits (``"classification"``, the protocol
+    above) or boxes (``"detection"``, `medsight.models.networks.detection`'s protocol); the
+    estimators refuse a network of the other task.
 
     The returned function is the factory wrapped so that every network it builds carries the
     registry metadata (``name``, ``dims``, ``min_size``), whether called directly or by name.
     """
     if dims not in (2, 3):
         raise InvalidConfig(f"network {name}: dims must be 2 or 3, got {dims}")
+    if task not in TASKS:
+        raise InvalidConfig(f"network {name}: task must be one of {TASKS}, got {task!r}")
     if min_size < 1 or default_size < min_size:
         raise InvalidConfig(
             f"network {name}: need 1 <= min_size <= default_size, got {min_size}, {default_size}"
@@ -91,7 +102,8 @@ def register_network(
             network.name, network.dims, network.min_size = name, dims, min_size
             return network
 
-        _REGISTRY[name] = NetworkInfo(name, dims, default_size, min_size, description, build)
+        _REGISTRY[name] = NetworkInfo(name, dims, default_size, min_size, description, build,
+                                      task)
         return build
 
     return decorate
@@ -106,9 +118,9 @@ def network_info(name: str) -> NetworkInfo:
         raise InvalidConfig(f"unknown network {name!r}; registered networks: {known}") from None
 
 
-def list_networks() -> list[NetworkInfo]:
-    """Every registered network, sorted by name (for ``medsight models list``)."""
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+def list_networks(task: str | None = None) -> list[NetworkInfo]:
+    """Every registered network (of `task` when given), sorted by name (``medsight models list``)."""
+    return [_REGISTRY[n] for n in sorted(_REGISTRY) if task is None or _REGISTRY[n].task == task]
 
 
 def create_network(
