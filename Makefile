@@ -84,3 +84,10 @@ bench-serve: $(STAMP)
 bench: bench-fuzz-service
 bench-fuzz-service: $(STAMP)
 	$(BIN)/python bench/fuzz.py --service --write $(if $(RUN),--run,)
+
+# Detection section of BENCHMARKS.md from bench/results/detection.json; RUN=1 trains the BCCD
+# recipe again (3 seeds: about 35-60 min on 2 CPU cores; see bench/detection.py).
+.PHONY: bench-detection
+bench: bench-detection
+bench-detection: $(STAMP)
+	$(BIN)/python bench/detection.py --write $(if $(RUN),--seeds 0 1 2,--no-run)
