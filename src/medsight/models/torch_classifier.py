@@ -17,8 +17,6 @@ the test-time flips: the one function behind `predict_proba` and the ONNX export
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -35,33 +33,28 @@ from medsight.models.base import MedsightEstimator
 from medsight.models.inputs import predict_in_chunks
 from medsight.models.threshold import check_estimator_method, validation_threshold
 from medsight.models.torch_inference import ProbabilityModel, TorchModel
+from medsight.models.torch_run import MODEL_FILE, PREPROCESS_FILE, STATE_FILE, TorchRun
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
-from medsight.train.data import CACHE_DTYPES, CachedImages, ImageCache, targets_tensor
-from medsight.train.device import PRECISIONS, RunSettings, seed_everything
+from medsight.train.data import CachedImages, ImageCache, targets_tensor
+from medsight.train.device import RunSettings, seed_everything
 from medsight.train.loop import (
     Callback,
-    LoopConfig,
     Trainer,
     TrainEvent,
     Validation,
     lower_is_better,
 )
 from medsight.train.losses import TaskLoss, class_weight_tensor
-from medsight.train.optim import OPTIMIZERS
 from medsight.train.predict import map_batches, predict_proba
 from medsight.train.recipes import Recipe, train_network
-from medsight.train.schedules import parse_schedule
 from medsight.train.semi_supervised import SemiSupervisedConfig
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pt"
-STATE_FILE = "torch.json"
-PREPROCESS_FILE = "preprocess.json"
 
 
-class TorchClassifier(MedsightEstimator):
+class TorchClassifier(TorchRun, MedsightEstimator):
     """A neural network classifier (see the module docstring).
 
     Parameters
@@ -213,8 +206,6 @@ class TorchClassifier(MedsightEstimator):
         AugmentConfig.from_config(self.augment)
         SemiSupervisedConfig.from_config(self.semi_supervised)
         check_estimator_method(self.threshold_method)
-        if self.cache_dtype not in CACHE_DTYPES:
-            raise InvalidConfig(f"cache_dtype must be one of {list(CACHE_DTYPES)}")
         if self.network_params is not None and not isinstance(self.network_params, dict):
             raise InvalidConfig(f"network_params must be a mapping, got {self.network_params!r}")
         if self.tta not in (True, False) and not (
@@ -223,20 +214,7 @@ class TorchClassifier(MedsightEstimator):
             raise InvalidConfig(
                 f"tta must be true/false or a list of hflip/vflip/dflip, got {self.tta!r}"
             )
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidConfig(f"unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}")
-        if self.precision not in PRECISIONS:
-            raise InvalidConfig(f"precision {self.precision!r} is not one of {list(PRECISIONS)}")
-        parse_schedule(self.schedule)
-        LoopConfig(epochs=self.epochs, batch_size=self.batch_size, patience=self.patience,
-                   checkpoint_dir=self._checkpoint_dir(), resume=self.resume)
-
-    def _checkpoint_dir(self) -> str | None:
-        return None if self.checkpoint_dir is None else str(self.checkpoint_dir)
-
-    def _settings(self) -> RunSettings:
-        return RunSettings.create(self.device, self.precision, self.threads, self.deterministic,
-                                  self.channels_last)
+        self._check_run_params()
 
     # -- protocol ------------------------------------------------------------------------------
     def fit(self, train: Dataset, val: Dataset | None = None,
@@ -366,19 +344,7 @@ class TorchClassifier(MedsightEstimator):
         (directory / STATE_FILE).write_text(json.dumps(jsonable(state), indent=2))
 
     def _load_state(self, directory: Path) -> None:
-        from medsight.preprocess import Preprocess
-
-        for name in (MODEL_FILE, STATE_FILE, PREPROCESS_FILE):
-            if not (directory / name).is_file():
-                raise BundleIntegrityError(f"{directory}: missing {name} of a torch model")
-        state = json.loads((directory / STATE_FILE).read_text())
-        self.preprocess_ = Preprocess.from_json((directory / PREPROCESS_FILE).read_text(),
-                                                base_dir=directory)
-        if self.preprocess_.fingerprint() != state["preprocess_fingerprint"]:
-            raise BundleIntegrityError(
-                f"{directory}: {PREPROCESS_FILE} does not match the fingerprint recorded at save "
-                "time; the preprocessing chain was edited"
-            )
+        state = self._load_saved_preprocess(directory, "a torch model")
         self.input_shape_ = list(state["input_shape"])
         self.data_channels_ = int(state["data_channels"])
         self.network_in_channels_ = int(state["network_in_channels"])
@@ -436,17 +402,6 @@ class TorchClassifier(MedsightEstimator):
         self._unlabeled_refs = [r.ref for r in records]
         return CachedImages(cache)
 
-    def _network_channels(self, data_channels: int) -> int:
-        want = self.in_channels
-        if want is None or want == data_channels:
-            return data_channels
-        if data_channels == 1 and want > 1:
-            return int(want)
-        raise InvalidDataset(
-            f"the images have {data_channels} channels after preprocessing but in_channels="
-            f"{want}; use a to_channels preprocessing step or in_channels=None"
-        )
-
     def _loss(self, labels: np.ndarray | None, weights: bool = True) -> TaskLoss:
         k = len(self.classes_)
         w = None
@@ -467,19 +422,6 @@ class TorchClassifier(MedsightEstimator):
                                  num_classes=loss.network_outputs, **params)
         return TorchModel(network, self.data_channels_, loss.head())
 
-    def _loop_config(self, checkpoint_dir: str | None, fingerprint: str) -> LoopConfig:
-        return LoopConfig(
-            epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-            momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov,
-            schedule=self.schedule, monitor=self.monitor, patience=self.patience,
-            grad_clip=self.grad_clip, eval_batch_size=self._eval_batch(),
-            num_workers=self.num_workers, seed=self.seed, checkpoint_dir=checkpoint_dir,
-            resume=self.resume, fingerprint=fingerprint,
-        )
-
-    def _eval_batch(self) -> int:
-        return int(self.eval_batch_size or 2 * self.batch_size)
-
     def _flips(self, aug: AugmentConfig, spatial: int) -> list[tuple[int, ...]] | None:
         if self.tta is False:
             return None
@@ -492,16 +434,9 @@ class TorchClassifier(MedsightEstimator):
     def _fingerprint(self, train: Dataset, val: Dataset | None,
                      unlabeled: CachedImages | None) -> str:
         """What a resumed run must share with the interrupted one: parameters and data."""
-        h = hashlib.sha256()
-        params = {k: v for k, v in self.get_params().items() if k not in self._not_training()}
-        h.update(json.dumps(jsonable(params), sort_keys=True, default=str).encode())
-        for ds in (train, val):
-            if ds is not None:
-                for r in ds.records:
-                    h.update(f"{r.ref}\t{r.label}\n".encode())
-        for ref in getattr(self, "_unlabeled_refs", []) if unlabeled is not None else []:
-            h.update(f"{ref}\tunlabeled\n".encode())
-        return h.hexdigest()
+        lines = [f"{r.ref}\t{r.label}" for ds in (train, val) if ds is not None for r in ds.records]
+        refs = getattr(self, "_unlabeled_refs", []) if unlabeled is not None else []
+        return self._run_fingerprint([*lines, *(f"{ref}\tunlabeled" for ref in refs)])
 
     def _choose_threshold(self, val: CachedImages, settings: RunSettings, aug: AugmentConfig,
                           spatial: int) -> float:
@@ -531,9 +466,3 @@ class TorchClassifier(MedsightEstimator):
             return predict_in_chunks(dataset, self.preprocess_, run, width,
                                      4 * self._eval_batch(), self.load_workers)
 
-    def _device_model(self, settings: RunSettings, spatial: int) -> nn.Module:
-        """The fitted model on the run's device: a copy unless it is already there (the CPU), so
-        concurrent predictions never move or re-layout the shared ``model_``."""
-        if settings.device.type == "cpu" and settings.memory_format(spatial) is None:
-            return self.model_
-        return settings.prepare_model(copy.deepcopy(self.model_), spatial)

@@ -17,8 +17,6 @@ code has an array; `predict_proba` is refused (a detector gives boxes, not proba
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -40,9 +38,9 @@ from medsight.models.detector_inference import (
     iter_prepared,
     to_original,
 )
+from medsight.models.torch_run import MODEL_FILE, PREPROCESS_FILE, STATE_FILE, TorchRun
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import BoxAugment, BoxAugmentConfig
-from medsight.train.data import CACHE_DTYPES
 from medsight.train.detection_data import (
     DetectionImages,
     DetectionValidation,
@@ -51,21 +49,16 @@ from medsight.train.detection_data import (
     f1_threshold,
 )
 from medsight.train.detection_losses import DetectionObjective
-from medsight.train.device import PRECISIONS, RunSettings, seed_everything
-from medsight.train.loop import Callback, LoopConfig, Trainer, TrainEvent
-from medsight.train.optim import OPTIMIZERS
-from medsight.train.schedules import parse_schedule
+from medsight.train.device import RunSettings, seed_everything
+from medsight.train.loop import Callback, Trainer, TrainEvent
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pt"
-STATE_FILE = "torch.json"
-PREPROCESS_FILE = "preprocess.json"
 DEFAULT_SCORE_THRESHOLD = 0.3  # used when there is no validation split to choose one on
 _MONITORS = ("map50", "map50_95")
 
 
-class TorchDetector(MedsightEstimator):
+class TorchDetector(TorchRun, MedsightEstimator):
     """A neural network detector (see the module docstring).
 
     Parameters
@@ -201,22 +194,7 @@ class TorchDetector(MedsightEstimator):
         if self.score_threshold is not None and not 0.0 <= float(self.score_threshold) <= 1.0:
             raise InvalidConfig(f"score_threshold must be in [0, 1] or None, got "
                                 f"{self.score_threshold!r}")
-        if self.cache_dtype not in CACHE_DTYPES:
-            raise InvalidConfig(f"cache_dtype must be one of {list(CACHE_DTYPES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidConfig(f"unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}")
-        if self.precision not in PRECISIONS:
-            raise InvalidConfig(f"precision {self.precision!r} is not one of {list(PRECISIONS)}")
-        parse_schedule(self.schedule)
-        LoopConfig(epochs=self.epochs, batch_size=self.batch_size, patience=self.patience,
-                   checkpoint_dir=self._checkpoint_dir(), resume=self.resume)
-
-    def _checkpoint_dir(self) -> str | None:
-        return None if self.checkpoint_dir is None else str(self.checkpoint_dir)
-
-    def _settings(self) -> RunSettings:
-        return RunSettings.create(self.device, self.precision, self.threads, self.deterministic,
-                                  self.channels_last)
+        self._check_run_params()
 
     # -- protocol ------------------------------------------------------------------------------
     def _fit(self, train: Dataset, val: Dataset | None) -> None:
@@ -253,7 +231,7 @@ class TorchDetector(MedsightEstimator):
             objective = DetectionObjective(data.boxes, data.labels,
                                            BoxAugment(BoxAugmentConfig.from_config(self.augment)),
                                            self.seed)
-            config = self._loop_config(self._fingerprint(labelled, val))
+            config = self._loop_config(self._checkpoint_dir(), self._fingerprint(labelled, val))
             result = Trainer(model, objective, settings, config, validation,
                              self.progress).fit(data.loop_data())
             model.load_state_dict(result.best_state)
@@ -274,7 +252,7 @@ class TorchDetector(MedsightEstimator):
             log.warning("no validation boxes: the score threshold is %.2f, not chosen on data",
                         DEFAULT_SCORE_THRESHOLD)
             return DEFAULT_SCORE_THRESHOLD, None
-        found = detect_cached(self._device_model(settings), val, self.max_detections,
+        found = detect_cached(self._device_model(settings, 2), val, self.max_detections,
                               self._eval_batch(), settings, self.min_score)
         return f1_threshold(val.truth(), found, len(self.classes_), self.max_detections)
 
@@ -288,7 +266,7 @@ class TorchDetector(MedsightEstimator):
         settings = self._settings()
         chunk = max(1, 4 * self._eval_batch())
         with settings.activate():
-            model = self._device_model(settings)
+            model = self._device_model(settings, 2)
             pending: list[tuple[int, Prepared]] = []
             for i, prepared in iter_prepared(dataset, self.preprocess_, self.load_workers):
                 if isinstance(prepared, Prepared):
@@ -364,19 +342,7 @@ class TorchDetector(MedsightEstimator):
         (directory / STATE_FILE).write_text(json.dumps(jsonable(state), indent=2))
 
     def _load_state(self, directory: Path) -> None:
-        from medsight.preprocess import Preprocess
-
-        for name in (MODEL_FILE, STATE_FILE, PREPROCESS_FILE):
-            if not (directory / name).is_file():
-                raise BundleIntegrityError(f"{directory}: missing {name} of a detector")
-        state = json.loads((directory / STATE_FILE).read_text())
-        self.preprocess_ = Preprocess.from_json((directory / PREPROCESS_FILE).read_text(),
-                                                base_dir=directory)
-        if self.preprocess_.fingerprint() != state["preprocess_fingerprint"]:
-            raise BundleIntegrityError(
-                f"{directory}: {PREPROCESS_FILE} does not match the fingerprint recorded at save "
-                "time; the preprocessing chain was edited"
-            )
+        state = self._load_saved_preprocess(directory, "a detector")
         self.input_shape_ = list(state["input_shape"])
         self.data_channels_ = int(state["data_channels"])
         self.network_in_channels_ = int(state["network_in_channels"])
@@ -414,17 +380,6 @@ class TorchDetector(MedsightEstimator):
                 f"model was trained on {tuple(self.input_shape_)}; add a resize step"
             )
 
-    def _network_channels(self, data_channels: int) -> int:
-        want = self.in_channels
-        if want is None or want == data_channels:
-            return data_channels
-        if data_channels == 1 and want > 1:
-            return int(want)
-        raise InvalidDataset(
-            f"the images have {data_channels} channels after preprocessing but in_channels="
-            f"{want}; use a to_channels preprocessing step or in_channels=None"
-        )
-
     def _build_model(self, with_weights: bool = True) -> DetectorModel:
         from medsight.models.networks import create_network
 
@@ -436,32 +391,8 @@ class TorchDetector(MedsightEstimator):
                                  num_classes=len(self.classes_), **params)
         return DetectorModel(network, self.data_channels_)
 
-    def _loop_config(self, fingerprint: str) -> LoopConfig:
-        return LoopConfig(
-            epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-            momentum=self.momentum, weight_decay=self.weight_decay, nesterov=self.nesterov,
-            schedule=self.schedule, monitor=self.monitor, patience=self.patience,
-            grad_clip=self.grad_clip, eval_batch_size=self._eval_batch(),
-            num_workers=self.num_workers, seed=self.seed, checkpoint_dir=self._checkpoint_dir(),
-            resume=self.resume, fingerprint=fingerprint,
-        )
-
-    def _eval_batch(self) -> int:
-        return int(self.eval_batch_size or 2 * self.batch_size)
-
     def _fingerprint(self, train: Dataset, val: Dataset | None) -> str:
         """What a resumed run must share with the interrupted one: parameters and data."""
-        h = hashlib.sha256()
-        params = {k: v for k, v in self.get_params().items() if k not in self._not_training()}
-        h.update(json.dumps(jsonable(params), sort_keys=True, default=str).encode())
-        for ds in (train, val):
-            if ds is not None:
-                for r in ds.records:
-                    h.update(f"{r.ref}\t{r.boxes}\n".encode())
-        return h.hexdigest()
+        return self._run_fingerprint(f"{r.ref}\t{r.boxes}" for ds in (train, val)
+                                     if ds is not None for r in ds.records)
 
-    def _device_model(self, settings: RunSettings) -> DetectorModel:
-        """The fitted model on the run's device: a copy unless it is already there (the CPU)."""
-        if settings.device.type == "cpu" and settings.memory_format(2) is None:
-            return self.model_
-        return settings.prepare_model(copy.deepcopy(self.model_), 2)
