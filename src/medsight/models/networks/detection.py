@@ -60,7 +60,22 @@ class _Block(nn.Module):
         return F.relu(self.conv2(self.conv1(x)) + self.short(x))
 
 
-class SmallBackbone(nn.Module):
+class StagedBackbone(nn.Module):
+    """A ``stem`` then ``stages`` (strides 4, 8, 16, 32); ``forward`` gives every stage's maps."""
+
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+
+class SmallBackbone(StagedBackbone):
     """Stem (stride 2) + four residual stages at strides 4, 8, 16, 32."""
 
     def __init__(self, in_channels: int, widths: tuple[int, ...], blocks: tuple[int, ...]):
@@ -74,16 +89,8 @@ class SmallBackbone(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.channels = list(widths[1:])
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        out = []
-        for stage in self.stages:
-            x = stage(x)
-            out.append(x)
-        return out
 
-
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(StagedBackbone):
     """A torchvision ResNet trunk (no weights downloaded) giving its four stages' maps."""
 
     def __init__(self, in_channels: int, arch: str, weights: str | None = None):
@@ -99,14 +106,6 @@ class ResNetBackbone(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.channels = [_stage_channels(s) for s in self.stages]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        out = []
-        for stage in self.stages:
-            x = stage(x)
-            out.append(x)
-        return out
 
 
 def load_trunk_weights(net: nn.Module, weights: str) -> None:
