@@ -242,3 +242,34 @@ def test_language_follows_accept_language_and_reviewer_adds_a_verdict(browser, l
         assert tab.errors == [], tab.errors
     finally:
         context.close()
+
+
+def test_the_last_language_choice_wins_over_a_late_catalogue(browser, live_server, artefacts) -> None:
+    """The start's own catalogue (zh-CN from Accept-Language) arriving after the user picked
+    English must not switch the page back: the race a loaded CI machine showed."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(**DEVICES["desktop"], locale="zh-CN")
+    context.set_default_timeout(TIMEOUT_MS)
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # answered only when the test releases it
+        held.append(route)
+
+    context.route("**/static/i18n/zh-CN.json", hold)
+    try:
+        tab = Page(context, artefacts, "late-catalogue")
+        page = tab.page
+        page.goto(live_server.url + "/")
+        page.wait_for_function("document.getElementById('lang-select') !== null")
+        page.wait_for_timeout(200)
+        assert held, "the page never asked for its zh-CN catalogue"
+        page.locator("#lang-select").select_option("en")
+        expect(page.locator("#signin-title")).to_have_text("Sign in")
+        held[0].continue_()
+        page.wait_for_timeout(500)  # the late zh-CN catalogue lands
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(page.get_by_label("User name")).to_be_visible()
+        assert tab.errors == [], tab.errors
+    finally:
+        context.close()

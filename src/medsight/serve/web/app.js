@@ -89,13 +89,19 @@
     messages.forEach((el) => renderMessage(el));
   }
 
+  let langRequests = 0;
+
   async function setLang(lang, remember) {
     const code = matchLang(lang) || "en";
+    const request = ++langRequests;
     try {
       await loadCatalogue(code);
     } catch (e) {
       return; // keep the language we have rather than show keys
     }
+    // the last choice wins: a catalogue that arrives late (the start's own language, fetched
+    // while the user already picked another) must not switch the page back
+    if (request !== langRequests) return;
     state.lang = code;
     if (remember) {
       try {
