@@ -65,39 +65,14 @@ def summarise(found: Detections, spec: DetectionSpec
     return rows, counts, count_label(counts), float(counted.scores.max(initial=0.0))
 
 
-def display_uint8(pixels: np.ndarray) -> np.ndarray:
-    """(C, H, W) image -> (H, W, 3) uint8 as a person sees it: 8-bit pixels as they are, anything
-    else stretched between its 1st and 99th percentiles; grey and 2-channel images as grey."""
-    x = np.asarray(pixels)
-    x = x if x.shape[0] == 3 else x.mean(axis=0, keepdims=True)
-    if x.dtype != np.uint8:
-        lo, hi = np.percentile(x, [1, 99])
-        if hi - lo < 1e-12:
-            lo, hi = float(x.min()), float(x.max()) + 1e-12
-        x = np.round(np.clip((x.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0) * 255)
-    x = np.asarray(x, dtype=np.uint8)
-    return np.ascontiguousarray(np.repeat(x, 3, axis=0).transpose(1, 2, 0) if x.shape[0] == 1
-                                else x.transpose(1, 2, 0))
-
-
-def png(rgb: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 -> PNG bytes."""
-    import io
-
-    from PIL import Image as PILImage
-
-    buf = io.BytesIO()
-    PILImage.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def annotated_png(pixels: np.ndarray, found: Detections, spec: DetectionSpec) -> bytes:
     """The image with the boxes at or above the threshold drawn, each with its label and score."""
-    from medsight.explain.box_overlay import draw_boxes
+    from medsight.explain.box_overlay import draw_boxes, to_rgb_uint8
+    from medsight.explain.overlay import png_bytes
 
     shown = found.above(spec.threshold)
-    return png(draw_boxes(display_uint8(pixels), shown.xyxy, shown.labels, scores=shown.scores,
-                          classes=list(spec.classes)))
+    return png_bytes(draw_boxes(to_rgb_uint8(pixels), shown.xyxy, shown.labels,
+                                scores=shown.scores, classes=list(spec.classes)))
 
 
 def coco_results(image_id: int, boxes: Sequence[Mapping[str, Any]], classes: Sequence[str]
@@ -120,4 +95,4 @@ def coco_categories(classes: Sequence[str]) -> list[dict[str, Any]]:
 
 
 __all__ = ["DetectionSpec", "annotated_png", "coco_categories", "coco_results", "count_label",
-           "display_uint8", "summarise", "to_original"]
+           "summarise", "to_original"]

@@ -204,7 +204,7 @@ class Predictor:
                 raise ValueError(f"{p.source}: drawing the boxes needs the image as read; prepare "
                                  "it with keep_image=True")
             t1 = time.perf_counter()
-            pred.image_png = detections.png(detections.display_uint8(p.image.pixels))
+            pred.image_png = image_png(p.image.pixels)
             pred.annotated_png = detections.annotated_png(p.image.pixels, found, self.detection)
             timings["drawing"] = (time.perf_counter() - t1) * 1e3
         timings["total"] = sum(timings.values())

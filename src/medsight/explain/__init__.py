@@ -1,14 +1,11 @@
 """Explanations of single predictions: class activation maps, occlusion sensitivity, heatmaps
 mapped back onto the original image and drawn over it, heatmaps turned into candidate boxes, and
-boxes drawn on images. numpy, scipy and PIL only (no torch).
-
-`heatmap_boxes` is imported on first use: it needs SciPy and `medsight.data`, which a prediction's
-cold start must not load (tests/deploy/test_predictor_imports.py)."""
-
-from typing import Any
+boxes drawn on images. numpy, scipy and PIL only (no torch); SciPy and PIL load on first use, so
+a prediction's cold start loads neither (tests/deploy/test_predictor_imports.py)."""
 
 from medsight.explain.box_overlay import draw_boxes
 from medsight.explain.cam import class_activation_map
+from medsight.explain.cam_boxes import heatmap_boxes
 from medsight.explain.geometry import HeatmapGeometryUnknown, new_transforms, to_original, upsample
 from medsight.explain.occlusion import occlusion_map
 from medsight.explain.overlay import image_png, overlay_png
@@ -25,11 +22,3 @@ __all__ = [
     "to_original",
     "upsample",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "heatmap_boxes":
-        from medsight.explain.cam_boxes import heatmap_boxes
-
-        return heatmap_boxes
-    raise AttributeError(f"module 'medsight.explain' has no attribute {name!r}")

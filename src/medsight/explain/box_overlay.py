@@ -3,7 +3,6 @@ score, so the run report, the offline ``predict`` PNG and the service show the s
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -82,11 +81,3 @@ def _colour(colours: Colour | Mapping[int, Colour] | None, k: int) -> Colour:
         return tuple(colours.get(k, class_colour(k)))  # type: ignore[return-value]
     return tuple(colours)  # type: ignore[return-value]
 
-
-def boxes_png(rgb: np.ndarray) -> bytes:
-    """An (H, W, 3) uint8 picture as PNG bytes."""
-    from PIL import Image as PILImage
-
-    buf = io.BytesIO()
-    PILImage.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()

@@ -32,12 +32,17 @@ def shown_slice(pixels: np.ndarray, heat: np.ndarray | None = None) -> int | Non
     return int(np.argmax(np.asarray(heat).reshape(heat.shape[0], -1).sum(axis=1)))
 
 
-def _png(rgb: np.ndarray) -> bytes:
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 picture as PNG bytes."""
     from PIL import Image as PILImage
 
     buf = io.BytesIO()
-    PILImage.fromarray(np.round(rgb * 255).astype(np.uint8)).save(buf, format="PNG")
+    PILImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    return png_bytes(np.round(rgb * 255).astype(np.uint8))
 
 
 def image_png(pixels: np.ndarray) -> bytes:
