@@ -21,6 +21,7 @@ from medsight.errors import InvalidConfig, InvalidDataset
 from medsight.evaluate.detection_holdout import (
     DetectionHoldoutResult,
     DetectionSplitResult,
+    check_detector,
     detection_holdout_evaluate,
     evaluate_detection_split,
 )
@@ -44,11 +45,12 @@ def run_detection(cfg: ExperimentConfig, ds: Dataset, out: Path, quality: dict[s
             "data.split.method to 'given' (the dataset's own lists) or 'holdout'"
         )
     ev = cfg.evaluation
-    selection_metric(ev.select_by)  # a bad name fails before minutes of training
+    selection_metric(ev.select_by)  # a bad name or model kind fails before minutes of training
+    for spec in cfg.models:
+        check_detector(build_estimator(spec, cfg.preprocess, cfg.seed), spec.label)
     results: dict[str, DetectionHoldoutResult] = {}
     for spec in cfg.models:
         say(f"fitting {spec.label}")
-        _check_kind(spec, build_estimator(spec, cfg.preprocess, cfg.seed))
 
         def factory(spec: ModelConfig = spec) -> Any:
             return build_estimator(spec, cfg.preprocess, cfg.seed, None, progress)
@@ -81,14 +83,6 @@ def run_detection(cfg: ExperimentConfig, ds: Dataset, out: Path, quality: dict[s
     report = render_report(_report_data(cfg, ds, best, splits, label, board, quality),
                            out / "report.html", figure_dir=out / "plots")
     return metrics, report, label
-
-
-def _check_kind(spec: ModelConfig, est: Any) -> None:
-    if not callable(getattr(est, "predict_detections", None)):
-        raise InvalidConfig(
-            f"model {spec.label!r} (kind {spec.kind!r}) does not predict boxes; the data is a "
-            "detection dataset: use kind 'detector'"
-        )
 
 
 def selection_metric(name: str) -> str:

@@ -62,9 +62,12 @@ class DetectionHoldoutResult:
         return out
 
 
-def is_detector(estimator: Any) -> bool:
-    """Whether `estimator` predicts boxes (the detector protocol)."""
-    return callable(getattr(estimator, "predict_detections", None))
+def check_detector(estimator: Any, label: str | None = None) -> None:
+    """InvalidConfig unless `estimator` predicts boxes (the detector protocol)."""
+    if not callable(getattr(estimator, "predict_detections", None)):
+        name = f"model {label!r} ({type(estimator).__name__})" if label else type(estimator).__name__
+        raise InvalidConfig(f"{name} does not predict boxes; the data is a detection dataset: "
+                            "use kind 'detector'")
 
 
 def detection_holdout_evaluate(
@@ -95,11 +98,7 @@ def detection_holdout_evaluate(
         )
     leakage = check_leakage(dataset, allow=allow_leakage)
     est = factory()
-    if not is_detector(est):
-        raise InvalidConfig(
-            f"{type(est).__name__} does not predict boxes; a detection dataset needs a model of "
-            "kind 'detector'"
-        )
+    check_detector(est)
     est.fit(parts["train"], parts.get("val"))
     splits = {name: evaluate_detection_split(est, parts[name], name, ci=ci, n_boot=n_boot,
                                              seed=seed)
