@@ -1,6 +1,7 @@
 # medsight: two entry points. `make demo` runs the main job, `make test` runs the tests.
 # Each creates .venv when it is missing. `make system-deps` installs Debian packages that
-# some tests need (headless chromium with a CJK font, PostgreSQL); without them those tests skip and say why.
+# some tests need (headless chromium with a CJK font, PostgreSQL, the Orthanc PACS with its DICOMweb
+# plugin); without them those tests skip and say why.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -28,8 +29,8 @@ lint: $(STAMP)
 
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei postgresql >/dev/null; \
-	else echo "apt-get not found: browser and PostgreSQL tests will skip"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei postgresql orthanc orthanc-dicomweb >/dev/null; \
+	else echo "apt-get not found: browser, PostgreSQL and PACS tests will skip"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -39,3 +39,8 @@ class BundleIntegrityError(MedsightError):
 class LicenceError(MedsightError):
     """A licence is missing, expired, forged, for another bundle or machine, or the clock was set
     back; the message says which and how to fix it."""
+
+
+class PacsError(MedsightError):
+    """A PACS could not be reached, refused a request or answered something unusable; the message
+    names the server, the request and what to check."""
