@@ -63,7 +63,7 @@ KEY_FAILURE_WINDOW_S = 60.0
 _REQUIRED = ("id", "user_id", "model_name", "model_version", "label", "probabilities", "confidence",
              "created", "image")
 _OPTIONAL = {"model_uuid": None, "threshold": None, "warnings": list, "timings": dict, "input": dict,
-             "detections": None, "patient_pseudonym": None, "study_date": None}
+             "detections": None, "source": None, "patient_pseudonym": None, "study_date": None}
 _IMAGE_REQUIRED = ("sha256", "path", "format", "size_bytes")
 
 
@@ -113,8 +113,11 @@ def _review_dict(row: ReviewRow) -> dict[str, Any]:
 
 
 def _prediction_dict(row: PredictionRow) -> dict[str, Any]:
-    """A stored prediction; "detections" (a detector's boxes and counts) only when it has them."""
+    """A stored prediction; "detections" (a detector's boxes and counts) only when it has them,
+    "source" (where a PACS image came from) only for images the PACS watcher fetched."""
     detections = {"detections": row.detections} if row.detections is not None else {}
+    if row.source is not None:
+        detections["source"] = row.source
     return {
         "id": row.id, "user_id": row.user_id, "user": row.user.name, "model_name": row.model_name,
         "model_version": row.model_version, "model_uuid": row.model_uuid, "label": row.label,

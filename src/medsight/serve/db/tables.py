@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -34,6 +35,8 @@ __all__ = [
     "Base",
     "ImageRow",
     "LicenceRow",
+    "PacsInstanceRow",
+    "PacsSeriesRow",
     "PredictionRow",
     "ReviewRow",
     "SessionRow",
@@ -159,6 +162,7 @@ class PredictionRow(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     detections: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # boxes, counts
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # PACS link; None: upload
     patient_pseudonym: Mapped[str | None] = mapped_column(String(128), index=True)
     study_date: Mapped[date | None] = mapped_column(Date)
     created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -222,3 +226,44 @@ class AuditEntry(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class PacsSeriesRow(Base):
+    """The PACS watcher's job for one series and one model: run once (`done`), retried while
+    `failed` has attempts left, `skipped` when the series matches no rule of the model;
+    `results` lists the SOP instances written back ({"sop_class", "sop_instance"})."""
+
+    __tablename__ = "pacs_series"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'running', 'done', 'failed', 'skipped')", name="status"),
+        UniqueConstraint("pacs", "series_uid", "model_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pacs: Mapped[str] = mapped_column(String(256))
+    model_name: Mapped[str] = mapped_column(String(256))
+    model_uuid: Mapped[str | None] = mapped_column(String(64))
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    instances: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    results: Mapped[list[Any]] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PacsInstanceRow(Base):
+    """One instance of a watched series that has been predicted: its result (the prediction's
+    JSON form) and the service prediction it was stored as, so a restart does not run it again."""
+
+    __tablename__ = "pacs_instances"
+    __table_args__ = (UniqueConstraint("series_id", "sop_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("pacs_series.id"), index=True)
+    sop_uid: Mapped[str] = mapped_column(String(64))
+    prediction_id: Mapped[str | None] = mapped_column(ForeignKey("predictions.id"))
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
