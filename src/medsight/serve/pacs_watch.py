@@ -1,0 +1,85 @@
+"""The PACS watcher inside the service: its models run through the service's own path (decode
+workers, de-identified image store, batcher, prediction records with a PACS `source`) as the
+`pacs-watcher` account, in a background thread the app starts and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from medsight.deploy.prediction import Prediction
+from medsight.deploy.predictor import Predictor
+from medsight.pacs.client import open_pacs
+from medsight.pacs.watch import WATCHER_USER, Watcher, prediction_of
+from medsight.pacs.watch_config import WatchConfig
+from medsight.serve.db.pacs_state import PacsState
+from medsight.serve.service import Service
+from medsight.serve.upload_worker import UploadJob
+
+__all__ = ["PacsWatchThread", "ServiceRunner", "service_watcher"]
+
+log = logging.getLogger(__name__)
+
+
+def _zip(files: list[bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, data in enumerate(files):
+            z.writestr(f"{k:05d}.dcm", data)
+    return buf.getvalue()
+
+
+class ServiceRunner:
+    """`ModelRunner` on a `Service`: predictions are stored like uploads, by `pacs-watcher`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        user = service.store.get_user(WATCHER_USER)
+        self.user = user if user is not None else service.store.add_user(WATCHER_USER, "clinician")
+
+    def predictor(self, model: str) -> Predictor:
+        return self.service.model(model).predictor
+
+    def predict(self, model: str, data: bytes | list[bytes], source: dict[str, Any]
+                ) -> tuple[Prediction, str | None]:
+        payload = _zip(data) if isinstance(data, list) else data
+        view = asyncio.run(self.service.predict(self.user, payload, model, "pacs.predict", source))
+        return prediction_of({**view, "path": source.get("sop_uid") or source["series_uid"]}), view["id"]
+
+    def explain(self, model: str, data: bytes) -> Prediction:
+        served = self.service.model(model)
+        s = self.service
+        job = UploadJob(served.predictor.plan, data, s._deid_secret, s.settings.max_pixels)
+        upload = asyncio.run(s._decode(job))  # the decode workers, as for an upload
+        return served.predictor.finish([upload.prepared], heatmap=True)[0]
+
+
+def service_watcher(service: Service, config: WatchConfig) -> Watcher:
+    """A watcher of `config`'s PACS whose models are the service's (each must be served)."""
+    for rule in config.models:
+        service.model(rule.model)  # an unknown model stops the start with the served names
+    return Watcher(open_pacs(config.pacs), config, PacsState(service.store), ServiceRunner(service))
+
+
+class PacsWatchThread:
+    """Runs a watcher's `run_forever` in a daemon thread; `stop` ends it after the poll in flight."""
+
+    def __init__(self, service: Service, config_path: Path) -> None:
+        self.watcher = service_watcher(service, WatchConfig.from_yaml(config_path))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.watcher.run_forever, args=(self._stop,),
+                                        name="pacs-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("watching PACS %s every %.0f s", self.watcher.name, self.watcher.config.watch.poll_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+        self.watcher.pacs.close()
