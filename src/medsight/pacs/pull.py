@@ -18,6 +18,7 @@ from typing import Any
 
 import pydicom
 from pydicom import Dataset
+from pydicom.uid import UID
 
 from medsight.atomic import write_atomic
 from medsight.data.deid import Pseudonymizer, deidentify_dataset
@@ -107,15 +108,29 @@ def _plan(pacs: Pacs, query: dict[str, str] | None, study: str | None,
     return list(dict.fromkeys(items)), len(set(studies)), n_series
 
 
+def _whole(ds: Dataset) -> bool:
+    """True when `ds` decodes completely and an image has all its (uncompressed) pixel bytes."""
+    for _ in ds.iterall():  # a malformed element raises here
+        pass
+    is_image = "Rows" in ds or UID(str(ds.get("SOPClassUID", ""))).name.endswith("Image Storage")
+    if not is_image:
+        return True
+    if "PixelData" not in ds or "Rows" not in ds:
+        return False
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        return True
+    expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+                * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) + 7) // 8
+    return len(ds.PixelData) >= expected
+
+
 def _check_file(path: Path, sop: str) -> Dataset | None:
     """The dataset in `path` when it is a whole DICOM file of instance `sop`, else None."""
     if not path.is_file():
         return None
     try:
         ds = pydicom.dcmread(path)
-        if str(ds.SOPInstanceUID) != sop or ("Rows" in ds and "PixelData" not in ds):
-            return None
-        return ds
+        return ds if str(ds.SOPInstanceUID) == sop and _whole(ds) else None
     except Exception:  # truncated or foreign content: fetched again
         return None
 
