@@ -1,0 +1,80 @@
+"""`medsight pacs pull / push / find` through Typer's CliRunner against the real Orthanc: the summary,
+the exit codes, no patient names in `find` by default, connection flags from YAML."""
+
+from __future__ import annotations
+
+import csv
+
+import pydicom
+import pytest
+import yaml
+from pacs.test_dicomweb import ct_series, encoded
+from typer.testing import CliRunner
+
+from medsight.cli import app
+
+
+@pytest.fixture
+def uploaded(orthanc, ct_files):
+    """4 distinct CT studies (one instance each) plus a 2-slice series in the first study."""
+    datasets = list({d.SOPInstanceUID: d for d in map(pydicom.dcmread, ct_files[:4])}.values())
+    datasets += ct_series(datasets[0], 2)
+    orthanc.upload([encoded(d) for d in datasets])
+    return datasets
+
+
+def _flags(orthanc):
+    return ["--url", orthanc.dicomweb_url, "--user", "medsight",
+            "--password-file", str(orthanc.password_file)]
+
+
+def test_pull_by_query_and_resume(orthanc, uploaded, tmp_path):
+    out = tmp_path / "pulled"
+    args = ["pacs", "pull", *_flags(orthanc), "--query", "Modality=CT&StudyDate=1980-1990",
+            "--out", str(out), "--deidentify"]
+    expected = {str(d.SOPInstanceUID) for d in uploaded if "19800101" <= d.StudyDate <= "19901231"}
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "instances fetched" in first.output and f"│ {len(expected)}" in first.output
+    with (out / "manifest.csv").open() as fh:
+        assert {r["sop_uid"] for r in csv.DictReader(fh)} == expected
+    assert len(list((out / "deid").rglob("*.dcm"))) == len(expected)
+    assert orthanc.password not in first.output
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    present = next(line for line in again.output.splitlines() if "already present" in line)
+    assert str(len(expected)) in present
+
+
+def test_pull_needs_query_or_study_and_a_bad_keyword_names_it(orthanc, tmp_path):
+    result = CliRunner().invoke(app, ["pacs", "pull", *_flags(orthanc), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--query or --study" in result.output
+    result = CliRunner().invoke(app, ["pacs", "pull", *_flags(orthanc), "--out", str(tmp_path),
+                                      "--query", "Modalty=CT"])
+    assert result.exit_code == 1 and "did you mean Modality" in str(result.exception or result.output)
+
+
+def test_push_then_find_from_a_yaml_config(orthanc, uploaded, tmp_path):
+    config = tmp_path / "pacs.yaml"
+    config.write_text(yaml.safe_dump({"pacs": {"url": orthanc.dicomweb_url, "username": "medsight",
+                                               "password_file": str(orthanc.password_file)}}))
+    (new,) = ct_series(uploaded[1], 1)
+    path = tmp_path / "result.dcm"
+    path.write_bytes(encoded(new))
+    pushed = CliRunner().invoke(app, ["pacs", "push", str(path), "--config", str(config)])
+    assert pushed.exit_code == 0, pushed.output
+    assert new.SOPInstanceUID in pushed.output and "CT Image Storage" in pushed.output
+
+    found = CliRunner().invoke(app, ["pacs", "find", "--config", str(config), "--level", "series",
+                                     "--query", f"StudyInstanceUID={new.StudyInstanceUID}"])
+    assert found.exit_code == 0, found.output
+    assert "2 series match(es)" in found.output and str(uploaded[1].PatientID) not in found.output
+    shown = CliRunner().invoke(app, ["pacs", "find", "--config", str(config), "--show-patient",
+                                     "--query", "StudyDate=1980-1990"])
+    assert shown.exit_code == 0 and str(uploaded[0].PatientID) in shown.output
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    refused = CliRunner().invoke(app, ["pacs", "push", str(notes), "--config", str(config)])
+    assert refused.exit_code == 1 and "not a DICOM file" in str(refused.exception or refused.output)
