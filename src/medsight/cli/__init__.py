@@ -14,6 +14,7 @@ import medsight.cli.info
 import medsight.cli.local_app
 import medsight.cli.models
 import medsight.cli.pacs
+import medsight.cli.pacs_watch
 import medsight.cli.predict
 import medsight.cli.preprocess
 import medsight.cli.serve

@@ -44,6 +44,8 @@ def serve(
     licence_days: Annotated[float, typer.Option(
         help="days an offline licence lasts before it must be renewed online")] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    watch_pacs: Annotated[Path | None, typer.Option(
+        help="run the PACS watcher of this YAML in the service (see medsight pacs watch)")] = None,
 ) -> None:
     """Serve bundles over HTTP: upload an image, get a report (API, OpenAPI page at /docs, web page at /)."""
     import uvicorn
@@ -61,7 +63,7 @@ def serve(
                              decode_workers=workers, decode_timeout_s=decode_timeout,
                              decode_memory_mb=decode_memory_mb, max_upload_mb=max_upload_mb,
                              max_pixels=max_pixels, rate_per_minute=rate_limit,
-                             licence_days=licence_days)
+                             licence_days=licence_days, watch_pacs=watch_pacs)
     application = create_app(settings)
     svc = application.state.service
     for model in svc.models.values():

@@ -147,7 +147,9 @@ class Watcher:
     def poll_once(self) -> WatchReport:
         """One pass over the series in the window; one broken series never stops the others."""
         report = WatchReport()
-        series = self.pacs.search("series", self.series_query(), fields=_SERIES_FIELDS)
+        answers = self.pacs.search("series", self.series_query(), fields=_SERIES_FIELDS)
+        # one entry per series: a PACS may list a series once per patient record it filed it under
+        series = list({str(a["SeriesInstanceUID"]): a for a in answers}.values())
         report.series_seen = len(series)
         for info in series:
             for rule in self.config.models:

@@ -29,13 +29,15 @@ def write_results(watcher: Watcher, job: Job, rule: ModelRule, predictor: Predic
     """Build, store, read back and check the results of one series; the UIDs depend only on
     the PACS, the series, the model's UUID and the source instance, so a rerun after a crash
     overwrites the same objects instead of adding new ones."""
+    writes = watcher.config.writes(rule)
+    if not writes:
+        return []
     from medsight.pacs.result_check import check_sc, check_sr
     from medsight.pacs.sc import build_sc, overlay_for
     from medsight.pacs.sr import Finding, build_sr
     from medsight.pacs.uids import result_uid
     from medsight.pacs.watch import dicom_bytes, suspicion
 
-    writes = watcher.config.writes(rule)
     uuid = str(predictor.model_info.get("uuid") or rule.model)
 
     def uid(*parts: Any) -> str:

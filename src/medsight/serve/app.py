@@ -33,12 +33,21 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     """The app; the `Service` is created now (so start-up errors surface before serving) unless
     one is given, and closed when the app shuts down."""
     svc = service or Service(settings)
+    watcher = None
+    if settings.watch_pacs is not None:  # its configuration is checked now, before serving
+        from medsight.serve.pacs_watch import PacsWatchThread
+
+        watcher = PacsWatchThread(svc, settings.watch_pacs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if watcher is not None:
+            watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.stop()
             svc.close()
 
     app = FastAPI(title="medsight diagnostic service", version=__version__, lifespan=lifespan,

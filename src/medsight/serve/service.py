@@ -53,6 +53,7 @@ class _Pending:
     upload_hmac: str
     duplicate_of: str | None
     action: str
+    source: dict[str, Any] | None = None  # where the image came from (a PACS), if not an upload
 
 
 class Service:
@@ -111,9 +112,10 @@ class Service:
         return [m.describe(default=k == self.default_model) for k, m in self.models.items()]
 
     # -- predictions --------------------------------------------------------------------------
-    async def predict(self, user: User, data: bytes, model_key: str | None, action: str
-                      ) -> dict[str, Any]:
-        """Decode, prepare, batch, predict and store one upload; returns its record."""
+    async def predict(self, user: User, data: bytes, model_key: str | None, action: str,
+                      source: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Decode, prepare, batch, predict and store one upload (or an image from `source`, a
+        PACS); returns its record."""
         model = self.model(model_key)
         if self.settings.local is not None:
             try:
@@ -133,7 +135,7 @@ class Service:
                                                   self.settings.max_pixels))
             upload_hmac = hmac.new(self.secret, data, hashlib.sha256).hexdigest()
             path, earlier = await run_in_threadpool(self._store_image, upload, upload_hmac)
-            pending = _Pending(upload, user, path, upload_hmac, earlier, action)
+            pending = _Pending(upload, user, path, upload_hmac, earlier, action, source)
             return await asyncio.wrap_future(model.batcher.submit(pending))
         finally:
             self.in_flight -= 1
@@ -195,6 +197,7 @@ class Service:
             "detections": {"boxes": pred.boxes, "counts": pred.counts} if pred.is_detection
             else None,
             "patient_pseudonym": up.patient_pseudonym, "study_date": study, "created": now,
+            "source": p.source,
             "image": {"sha256": up.sha256, "path": p.image_path, "format": up.stored_format,
                       "size_bytes": len(up.stored), "upload_hmac": p.upload_hmac},
         }

@@ -43,6 +43,7 @@ class ServeSettings:
     batch_files: int = 32
     local: LocalMode | None = None  # `medsight app`: one local user, the licence as entitlement
     licence_days: float = 30.0
+    watch_pacs: Path | None = None  # a PACS watcher configuration (YAML) to run in the service
 
     def __post_init__(self) -> None:
         self.bundles = [Path(b) for b in self.bundles]

@@ -1,0 +1,89 @@
+"""The PACS watcher against a real Orthanc: each matching series run once, state across polls
+and restarts, skipped and failing series, results written back and read back."""
+
+from __future__ import annotations
+
+import pydicom
+import pytest
+from pacs.watch_data import copied_series, watch_yaml
+from sqlalchemy import func, select
+
+from medsight.pacs.watch_config import WatchConfig
+from medsight.serve.db.tables import PacsInstanceRow, PacsSeriesRow, PredictionRow
+from medsight.serve.pacs_watch import service_watcher
+from medsight.serve.service import Service
+from medsight.serve.settings import ServeSettings
+
+MODEL = "ct-contrast"
+
+
+@pytest.fixture
+def service(ct_bundle, tmp_path):
+    svc = Service(ServeSettings(bundles=[ct_bundle], data_dir=tmp_path / "data", decode_workers=1,
+                                max_wait_ms=0.0))
+    yield svc
+    svc.close()
+
+
+def _watcher(service, orthanc, tmp_path, **watch):
+    cfg = WatchConfig.from_yaml(watch_yaml(tmp_path / "watch.yaml", orthanc, MODEL, **watch))
+    return service_watcher(service, cfg)
+
+
+def _count(service, table, *where) -> int:
+    with service.store._read() as s:
+        return s.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def _series_uid(path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
+
+
+def _status(report) -> dict[str, str]:
+    return {o.series_uid: o.status for o in report.outcomes}
+
+
+def test_each_series_runs_once_skips_say_why_and_a_second_poll_does_nothing(
+        service, orthanc, ct_files, tmp_path):
+    series, files = copied_series(ct_files, 4)
+    orthanc.upload([*files, ct_files[0], ct_files[2]])  # + a real chest slice, a real DERIVED one
+    single, derived = (_series_uid(ct_files[k]) for k in (0, 2))
+    watcher = _watcher(service, orthanc, tmp_path, write=[])
+    first = watcher.poll_once()
+    assert _status(first) == {series: "done", single: "done", derived: "skipped"}
+    assert (first.new, first.done, first.skipped, first.failed) == (3, 2, 1, 0)
+    skipped = next(o for o in first.outcomes if o.status == "skipped")
+    assert skipped.reason == "body part LUNG not in [CHEST]"
+    assert _count(service, PredictionRow) == 5 and _count(service, PacsInstanceRow) == 5
+    jobs = {j.series_uid: j for j in watcher.state.jobs()}
+    assert jobs[series].status == "done" and jobs[series].attempts == 1 and jobs[series].instances == 4
+    assert jobs[derived].last_error == skipped.reason
+    before = len(orthanc.instances())
+    second = watcher.poll_once()
+    assert second.outcomes == [] and second.series_seen == 3
+    assert _count(service, PredictionRow) == 5 and len(orthanc.instances()) == before
+    assert {j.series_uid: (j.status, j.attempts) for j in watcher.state.jobs()} == {
+        k: (j.status, j.attempts) for k, j in jobs.items()}
+
+
+def test_a_corrupt_instance_fails_its_series_retries_then_stays_failed(
+        service, orthanc, ct_files, tmp_path):
+    good, good_files = copied_series(ct_files, 2)
+    bad, bad_files = copied_series(ct_files, 3, corrupt=1)
+    orthanc.upload([*good_files, *bad_files])
+    watcher = _watcher(service, orthanc, tmp_path, write=[], max_attempts=2)
+    first = watcher.poll_once()
+    assert _status(first) == {good: "done", bad: "failed"}
+    reason = next(o.reason for o in first.outcomes if o.series_uid == bad)
+    assert reason  # the decoder's own words
+    second = watcher.poll_once()
+    assert _status(second) == {bad: "failed"} and second.retried == 1
+    third = watcher.poll_once()
+    gave_up = third.outcomes[0]
+    assert (gave_up.status, gave_up.attempts) == ("failed", 2)
+    assert gave_up.reason.startswith("gave up after 2 attempts: ")
+    job = watcher.state.get(watcher.name, bad, MODEL)
+    assert (job.status, job.attempts) == ("failed", 2) and job.last_error
+    # the instance before the corrupt one was predicted once, across both attempts
+    assert _count(service, PacsInstanceRow, PacsInstanceRow.series_id == job.id) == 1
+    assert _count(service, PacsSeriesRow, PacsSeriesRow.status == "done") == 1
