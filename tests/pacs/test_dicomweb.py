@@ -112,6 +112,15 @@ def test_stow_stores_a_new_instance_that_qido_then_finds(pacs, uploaded):
     assert str(new.SeriesInstanceUID) in {a["SeriesInstanceUID"] for a in series}
 
 
+def test_stow_names_each_refused_instance_and_its_reason(pacs, uploaded):
+    good, bad = ct_series(uploaded[1], 2)
+    del bad.SeriesInstanceUID  # Orthanc refuses an instance without one
+    with pytest.raises(PacsError, match="STOW-RS") as err:
+        pacs.store([good, bad])
+    assert f"{bad.SOPInstanceUID} (reason 0xC000)" in str(err.value)
+    assert str(good.SOPInstanceUID) not in str(err.value)
+
+
 def test_wrong_password_is_a_401_with_a_hint(orthanc, tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSIGHT_PACS_PASSWORD", "not-the-password")
     client = open_pacs(PacsConfig(url=orthanc.dicomweb_url, username="medsight"))

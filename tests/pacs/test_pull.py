@@ -12,7 +12,7 @@ import pytest
 from pacs.test_dicomweb import ct_series, encoded
 
 from medsight.data.open import open_source
-from medsight.errors import InvalidConfig, InvalidDataset
+from medsight.errors import InvalidConfig, InvalidDataset, PacsError
 from medsight.pacs.dicomweb import DicomWebPacs
 from medsight.pacs.pull import SECRET_FILE, pull
 from medsight.pacs.push import push
@@ -134,6 +134,34 @@ def test_deidentified_copies_keep_no_patient_identity(pacs, uploaded, tmp_path):
     assert kept.fetched == 5 and not (only / "dicom").exists() and not (only / SECRET_FILE).exists()
     assert len(list((only / "deid").rglob("*.dcm"))) == 5
     assert pull(pacs, only, study=study, deidentify_only=True, secret="s3cret").present == 5
+
+
+class RefusingPacs(CountingPacs):
+    """The real client, with one instance the PACS will not send (left out of its series)."""
+
+    refused: str
+
+    def retrieve(self, study, series=None, instance=None):
+        if instance == self.refused:
+            raise PacsError(f"{self.config.display}: WADO-RS retrieve instance {instance} answered "
+                            "HTTP 404 Not Found")
+        for ds in super().retrieve(study, series, instance):
+            if ds.SOPInstanceUID != self.refused:
+                yield ds
+
+
+def test_an_instance_the_pacs_does_not_send_is_reported_and_retried(orthanc, uploaded, tmp_path):
+    flaky = RefusingPacs(orthanc.config())
+    flaky.retrieved, flaky.refused = [], str(uploaded[-2].SOPInstanceUID)
+    report = pull(flaky, tmp_path, study=str(uploaded[0].StudyInstanceUID))
+    assert (report.fetched, report.instances, report.ok) == (4, 5, False)
+    assert report.failed == [(flaky.refused, f"{orthanc.dicomweb_url}: WADO-RS retrieve instance "
+                                             f"{flaky.refused} answered HTTP 404 Not Found")]
+    assert len(_manifest(tmp_path / "manifest.csv")) == 4
+    healed = CountingPacs(orthanc.config())
+    healed.retrieved = []
+    again = pull(healed, tmp_path, study=str(uploaded[0].StudyInstanceUID))
+    assert (again.present, again.fetched, again.ok, healed.retrieved) == (4, 1, True, [flaky.refused])
 
 
 def test_pull_needs_a_query_or_a_study(pacs, tmp_path):

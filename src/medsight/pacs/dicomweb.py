@@ -97,10 +97,10 @@ class DicomWebPacs:
             status = response.status_code if response is not None else "?"
             reason = response.reason if response is not None else ""
             detail = ""
-            if status == 409 and response is not None and response.content:
+            if request.startswith("STOW") and response is not None and response.content:
                 try:
                     failed = _failed_sops(Dataset.from_json(response.json()))
-                except ValueError:
+                except (ValueError, TypeError, KeyError):
                     failed = []
                 detail = f"; failed: {', '.join(failed)}" if failed else ""
             hint = _HINTS.get(status, "see the PACS's log") if isinstance(status, int) else ""
