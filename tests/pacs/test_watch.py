@@ -87,3 +87,57 @@ def test_a_corrupt_instance_fails_its_series_retries_then_stays_failed(
     # the instance before the corrupt one was predicted once, across both attempts
     assert _count(service, PacsInstanceRow, PacsInstanceRow.series_id == job.id) == 1
     assert _count(service, PacsSeriesRow, PacsSeriesRow.status == "done") == 1
+
+
+def _cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from medsight.cli import main; main()", "pacs", *args]
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _sqlite_count(db, sql) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # not created / migrated yet
+        return 0
+
+
+def test_a_watcher_killed_mid_series_finishes_it_after_a_restart_without_duplicates(
+        ct_bundle, orthanc, ct_files, tmp_path):
+    import time
+
+    from medsight.cli.pacs_watch import TEST_DELAY_ENV
+
+    series, files = copied_series(ct_files, 5)
+    orthanc.upload(files)
+    cfg = watch_yaml(tmp_path / "watch.yaml", orthanc, MODEL, write=[])
+    data = tmp_path / "data"
+    db = data / "medsight.db"
+    args = ("watch", str(cfg), "--bundle", str(ct_bundle), "--data-dir", str(data), "--once")
+    proc = _cli(*args, env={TEST_DELAY_ENV: "2"})
+    deadline = time.monotonic() + 60
+    while _sqlite_count(db, "SELECT COUNT(*) FROM pacs_instances") < 2:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the watcher recorded no instance in 60 s"
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: no clean-up of any kind
+    proc.wait()
+    assert 2 <= _sqlite_count(db, "SELECT COUNT(*) FROM pacs_instances") < 5
+    assert _sqlite_count(db, "SELECT COUNT(*) FROM pacs_series WHERE status = 'running'") == 1
+    again = _cli(*args)
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, out
+    assert _sqlite_count(db, "SELECT COUNT(*) FROM predictions") == 5
+    assert _sqlite_count(db, "SELECT COUNT(DISTINCT sop_uid) FROM pacs_instances") == 5
+    assert _sqlite_count(db, "SELECT COUNT(*) FROM pacs_instances") == 5
+    assert _sqlite_count(db, "SELECT attempts FROM pacs_series WHERE status = 'done'") == 2
+    jobs = _cli("jobs", "--data-dir", str(data))
+    listed, _ = jobs.communicate(timeout=60)
+    assert jobs.returncode == 0 and "done" in listed and "1 job(s)" in listed

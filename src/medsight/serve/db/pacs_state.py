@@ -23,6 +23,18 @@ def _job(row: PacsSeriesRow) -> Job:
                instances=row.instances, last_error=row.last_error, results=list(row.results or []))
 
 
+def _result(row: PredictionRow) -> dict[str, Any]:
+    """A stored prediction record in `Prediction.to_dict` form."""
+    out: dict[str, Any] = {
+        "path": (row.source or {}).get("sop_uid") or "", "label": row.label,
+        "probabilities": dict(row.probabilities or {}), "confidence": float(row.confidence),
+        "threshold": row.threshold, "warnings": list(row.warnings or []), "input": dict(row.input or {}),
+        "model": {"name": row.model_name, "version": row.model_version, "uuid": row.model_uuid}}
+    if row.detections:
+        out["boxes"], out["counts"] = row.detections.get("boxes"), row.detections.get("counts")
+    return out
+
+
 class PacsState:
     """The watcher's state in `store`'s database."""
 
@@ -66,9 +78,29 @@ class PacsState:
                             attempt=False, status="skipped", last_error=reason)
 
     def predicted(self, job_id: int) -> dict[str, tuple[str | None, dict[str, Any]]]:
-        with self.store._read() as s:
-            rows = s.execute(select(PacsInstanceRow).where(PacsInstanceRow.series_id == job_id)).scalars()
-            return {r.sop_uid: (r.prediction_id, dict(r.result)) for r in rows}
+        """The instances recorded, after adopting the job's orphans: predictions stored from this
+        series (their `source` says so) by a watcher killed before it recorded them."""
+        with self.store._tx() as s:
+            job = s.get(PacsSeriesRow, job_id)
+            rows = s.execute(select(PacsInstanceRow).where(PacsInstanceRow.series_id == job_id)
+                             ).scalars().all()
+            found = {r.sop_uid: (r.prediction_id, dict(r.result)) for r in rows}
+            known = {pid for pid, _ in found.values()}
+            for pred in s.execute(select(PredictionRow).where(
+                    PredictionRow.model_name == job.model_name, PredictionRow.created >= job.created,
+                    PredictionRow.source.is_not(None))).scalars():
+                src = pred.source or {}
+                if (pred.id in known or src.get("pacs") != job.pacs
+                        or src.get("series_uid") != job.series_uid):
+                    continue
+                sop = src.get("sop_uid") or job.series_uid  # a volume is keyed by its series
+                if sop in found:
+                    continue
+                result = _result(pred)
+                s.add(PacsInstanceRow(series_id=job_id, sop_uid=sop, prediction_id=pred.id,
+                                      result=result, created=datetime.now(UTC)))
+                found[sop] = (pred.id, result)
+            return found
 
     def record(self, job_id: int, sop_uid: str, prediction_id: str | None,
                result: dict[str, Any]) -> None:
