@@ -164,9 +164,13 @@ def test_an_instance_the_pacs_does_not_send_is_reported_and_retried(orthanc, upl
     assert (again.present, again.fetched, again.ok, healed.retrieved) == (4, 1, True, [flaky.refused])
 
 
-def test_pull_needs_a_query_or_a_study(pacs, tmp_path):
+def test_pull_needs_a_query_or_a_study_that_exists(pacs, uploaded, tmp_path):
     with pytest.raises(InvalidConfig, match="query or a study"):
         pull(pacs, tmp_path)
+    with pytest.raises(PacsError, match="study 1.2.3.4 not found"):
+        pull(pacs, tmp_path, study="1.2.3.4")
+    nothing = pull(pacs, tmp_path, query=parse_query("StudyDate=2030-"))
+    assert (nothing.studies, nothing.instances, nothing.manifest) == (0, 0, None)
 
 
 def test_push_stores_files_and_refuses_non_dicom(pacs, orthanc, uploaded, tmp_path):

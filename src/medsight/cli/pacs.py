@@ -129,6 +129,8 @@ def pull_cmd(out: Annotated[Path, typer.Option("--out", "-o", help="folder to wr
                         ("de-identified manifest", report.deid_manifest or "-")]:
         table.add_row(name, str(value))
     console.print(table)
+    if report.instances == 0:
+        console.print("[yellow]nothing matched[/]: check the query with `medsight pacs find`")
     for sop, reason in report.failed[:20]:
         console.print(f"[red]failed[/] {sop}: {reason}")
     if not report.ok:

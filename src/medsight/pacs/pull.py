@@ -105,6 +105,9 @@ def _plan(pacs: Pacs, query: dict[str, str] | None, study: str | None,
             n_series += 1
             for answer in pacs.search("instance", levels["instance"], study=st, series=se):
                 items.append(_Item(st, se, _uid(answer.get("SOPInstanceUID"), "SOPInstanceUID")))
+    if study is not None and n_series == 0:
+        raise PacsError(f"{pacs.config.display}: study {study} not found (no series"
+                        f"{' matching ' + str(levels['series']) if levels['series'] else ''})")
     return list(dict.fromkeys(items)), len(set(studies)), n_series
 
 
