@@ -79,6 +79,10 @@ def test_qido_at_each_level_matches_what_was_uploaded(pacs, uploaded):
     assert {s["SeriesInstanceUID"]: s["NumberOfSeriesRelatedInstances"] for s in series} == {
         three: 3, str(uploaded[0].SeriesInstanceUID): 1}
     assert len(pacs.search("series", {"Modality": "CT"})) == 10
+    # a study attribute at series level (what the watcher asks): the series of 1983-1984 studies
+    dated_series = {str(d.SeriesInstanceUID) for d in uploaded if "19830101" <= d.StudyDate <= "19841231"}
+    found = pacs.search("series", {"StudyDate": "19830101-19841231", "Modality": "CT"})
+    assert {a["SeriesInstanceUID"] for a in found} == dated_series and len(dated_series) == 6
 
     instances = pacs.search("instance", study=study, series=three, fields=("InstanceNumber",))
     expected = {str(d.SOPInstanceUID): int(d.InstanceNumber) for d in uploaded[-3:]}
