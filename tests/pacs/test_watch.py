@@ -141,3 +141,19 @@ def test_a_watcher_killed_mid_series_finishes_it_after_a_restart_without_duplica
     jobs = _cli("jobs", "--data-dir", str(data))
     listed, _ = jobs.communicate(timeout=60)
     assert jobs.returncode == 0 and "done" in listed and "1 job(s)" in listed
+
+
+def test_a_series_still_arriving_waits_until_its_count_settles(service, orthanc, ct_files, tmp_path):
+    series, files = copied_series(ct_files, 3)
+    orthanc.upload(files[:2])
+    watcher = _watcher(service, orthanc, tmp_path, write=[], settle_s=30)
+    now = [1000.0]
+    watcher._clock = lambda: now[0]
+    assert _status(watcher.poll_once()) == {series: "waiting"}
+    orthanc.upload(files[2:])
+    now[0] += 60  # long enough, but the count changed (2 -> 3): the wait starts again
+    assert _status(watcher.poll_once()) == {series: "waiting"}
+    assert watcher.state.get(watcher.name, series, MODEL) is None
+    now[0] += 31
+    report = watcher.poll_once()
+    assert _status(report) == {series: "done"} and _count(service, PacsInstanceRow) == 3
