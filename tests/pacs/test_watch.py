@@ -3,11 +3,14 @@ and restarts, skipped and failing series, results written back and read back."""
 
 from __future__ import annotations
 
+import io
+
 import pydicom
 import pytest
 from pacs.watch_data import copied_series, watch_yaml
 from sqlalchemy import func, select
 
+from medsight.pacs.watch import dicom_bytes
 from medsight.pacs.watch_config import WatchConfig
 from medsight.serve.db.tables import PacsInstanceRow, PacsSeriesRow, PredictionRow
 from medsight.serve.pacs_watch import service_watcher
@@ -157,3 +160,66 @@ def test_a_series_still_arriving_waits_until_its_count_settles(service, orthanc,
     now[0] += 31
     report = watcher.poll_once()
     assert _status(report) == {series: "done"} and _count(service, PacsInstanceRow) == 3
+
+
+def _numbers(items) -> list[float]:
+    """Every numeric value in an SR content tree."""
+    found = []
+    for item in items or []:
+        for mv in item.get("MeasuredValueSequence", []):
+            found.append(float(mv.NumericValue))
+        found.extend(_numbers(item.get("ContentSequence")))
+    return found
+
+
+def test_results_are_written_back_read_back_and_never_twice(service, orthanc, ct_files, tmp_path):
+    pytest.importorskip("medsight.pacs.sr")
+    pytest.importorskip("medsight.pacs.sc")
+    import highdicom as hd
+
+    series, files = copied_series(ct_files, 4)
+    orthanc.upload([*files, ct_files[0]])
+    single = _series_uid(ct_files[0])
+    watcher = _watcher(service, orthanc, tmp_path, write=["sr", "sc"], sc_max=2)
+    report = watcher.poll_once()
+    assert _status(report) == {series: "done", single: "done"}
+    assert {o.series_uid: o.written for o in report.outcomes} == {series: 3, single: 2}
+    after_first = len(orthanc.instances())
+    assert after_first == 5 + 3 + 2
+    sources = {pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True).SOPInstanceUID for f in files}
+    job = watcher.state.get(watcher.name, series, MODEL)
+    recorded = watcher.state.predicted(job.id)
+    by_class: dict[str, list[str]] = {}
+    for r in job.results:
+        by_class.setdefault(r["sop_class"], []).append(r["sop_instance"])
+    sr_uid, = [u for c, us in by_class.items() if c.startswith("1.2.840.10008.5.1.4.1.1.88") for u in us]
+    sc_uids = [u for c, us in by_class.items() if c.startswith("1.2.840.10008.5.1.4.1.1.7") for u in us]
+    assert len(sc_uids) == 2
+    study = job.study_uid
+    found = watcher.pacs.search("instance", study=study, fields=("SeriesInstanceUID",))
+    where = {a["SOPInstanceUID"]: a["SeriesInstanceUID"] for a in found}
+    sr = next(watcher.pacs.retrieve(study, where[sr_uid], sr_uid))
+    parsed = hd.sr.srread(io.BytesIO(dicom_bytes(sr)))
+    assert parsed.VerificationFlag == "UNVERIFIED"
+    assert "not for diagnostic use" in sr.SeriesDescription.lower()
+    referenced = {ref.ReferencedSOPInstanceUID
+                  for ev in sr.CurrentRequestedProcedureEvidenceSequence
+                  for s in ev.ReferencedSeriesSequence for ref in s.ReferencedSOPSequence}
+    assert referenced == sources
+    numbers = _numbers(sr.ContentSequence)
+    for _pid, result in recorded.values():  # each instance's probability is in the report
+        p = result["probabilities"]["True"]
+        assert any(abs(n - p) < 1e-4 for n in numbers), (p, numbers)
+    captured = set()
+    for uid in sc_uids:
+        sc = next(watcher.pacs.retrieve(study, where[uid], uid))
+        assert sc.StudyInstanceUID == study and sc.SeriesInstanceUID != series
+        captured |= {s.ReferencedSOPInstanceUID for s in sc.SourceImageSequence}
+    top = sorted(recorded, key=lambda sop: -recorded[sop][1]["probabilities"]["True"])[:2]
+    assert captured == set(top)  # the two most suspicious instances got the captures
+    again = watcher.poll_once()
+    assert again.outcomes == [] and len(orthanc.instances()) == after_first
+    assert watcher.state.get(watcher.name, series, MODEL).results == job.results
+    sources_recorded = [service.store.get_prediction(pid)["source"]["results"]
+                        for pid, _ in recorded.values()]
+    assert all(r == job.results for r in sources_recorded)
