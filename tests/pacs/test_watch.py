@@ -4,6 +4,7 @@ and restarts, skipped and failing series, results written back and read back."""
 from __future__ import annotations
 
 import io
+from datetime import date, timedelta
 
 import pydicom
 import pytest
@@ -223,3 +224,20 @@ def test_results_are_written_back_read_back_and_never_twice(service, orthanc, ct
     sources_recorded = [service.store.get_prediction(pid)["source"]["results"]
                         for pid, _ in recorded.values()]
     assert all(r == job.results for r in sources_recorded)
+
+
+def test_the_poll_window_is_study_date_from_today_minus_lookback_days(
+        service, orthanc, ct_files, tmp_path):
+    study_date = pydicom.dcmread(ct_files[0], stop_before_pixels=True).StudyDate
+    orthanc.upload([ct_files[0]])
+    day = date(int(study_date[:4]), int(study_date[4:6]), int(study_date[6:])) + timedelta(days=2)
+    seen = {}
+    for days in (1, 2):
+        watcher = _watcher(service, orthanc, tmp_path, write=[], lookback_days=days,
+                           query={"Modality": "CT"})
+        watcher._today = lambda: day
+        query = watcher.series_query()
+        assert query == {"Modality": "CT",
+                         "StudyDate": f"{day - timedelta(days=days):%Y%m%d}-{day:%Y%m%d}"}
+        seen[days] = watcher.poll_once().series_seen
+    assert seen == {1: 0, 2: 1}
