@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from medsight.deploy.links import web_link
 from medsight.deploy.model_card import metric_rows
 from medsight.deploy.prediction import Prediction
 from medsight.deploy.report_i18n import report_language, strings
@@ -99,15 +100,21 @@ def render_report(prediction: Prediction, manifest: Mapping[str, Any], lang: str
 
     `record` (optional, for the service) adds a table of its stored facts: keys ``id``,
     ``created``, ``patient_pseudonym``, ``study_date``, ``user`` and ``reviews`` (a list of
-    ``{"reviewer", "verdict": "agree"|"disagree", "note", "created"}``). Every value is escaped.
+    ``{"reviewer", "verdict": "agree"|"disagree", "note", "created"}``) and ``source`` (an image
+    from a PACS: ``{"pacs", "study_uid", "series_uid", "sop_uid", "study_url", "results": [{"name",
+    "sop_class", "sop_instance"}]}``, the written-back results). Every value is escaped; the study
+    becomes a link only when `study_url` is an http(s) URL.
     """
     reviews = list((record or {}).get("reviews") or [])
+    source = (record or {}).get("source") or None
     return _env().get_template("prediction_report.html.j2").render(
         p=prediction, image=_data_uri(prediction.image_png),
         overlay=_data_uri(prediction.heatmap_png), annotated=_data_uri(prediction.annotated_png),
         probabilities=sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]),
         counted=[b for b in prediction.boxes or [] if b["score"] >= (prediction.threshold or 0)],
-        record=record, reviews=reviews, **_context(lang, manifest))
+        record=record, reviews=reviews, source=source,
+        study_link=web_link(source.get("study_url")) if source else None,
+        **_context(lang, manifest))
 
 
 @dataclass

@@ -110,12 +110,16 @@ def list_predictions(
     date_to: date | None = None,
     model: Annotated[str | None, Query(max_length=200)] = None,
     label: Annotated[str | None, Query(max_length=200)] = None,
+    source: Annotated[Literal["pacs", "upload"] | None,
+                      Query(description="only predictions of images from the PACS, or only "
+                                        "uploads")] = None,
     who: Principal = Depends(ANY_ROLE),
 ) -> dict[str, Any]:
     svc = service(request)
     rows, total = svc.store.list_predictions(
         user_id=who.user.id if who.user.role == "clinician" else None, pseudonym=pseudonym,
-        date_from=date_from, date_to=date_to, model=model, label=label, limit=limit, offset=offset)
+        date_from=date_from, date_to=date_to, model=model, label=label, source=source,
+        limit=limit, offset=offset)
     return {"items": [svc.view(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 

@@ -38,6 +38,30 @@ class BoxOut(BaseModel):
                                          "pixel)")
 
 
+class ResultRef(BaseModel):
+    """A DICOM object medsight wrote back to the PACS for this prediction."""
+
+    sop_class: str | None = Field(examples=["1.2.840.10008.5.1.4.1.1.88.33"])
+    sop_instance: str | None
+    name: str | None = Field(None, examples=["Comprehensive SR Storage"],
+                             description="the SOP class's name")
+
+
+class SourceOut(BaseModel):
+    """Where the image came from when the PACS watcher fetched it (``null`` for an upload)."""
+
+    kind: str = Field(examples=["pacs"])
+    pacs: str | None = Field(description="the PACS, as configured",
+                             examples=["http://pacs.example:8042/dicom-web"])
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None = Field(description="the instance (null: the series as one volume)")
+    study_url: str | None = Field(description="the study in the viewer or on DICOMweb; only an "
+                                              "http(s) URL, else null",
+                                  examples=["http://pacs.example:8042/dicom-web/studies/1.2.3"])
+    results: list[ResultRef] = Field(description="the SR / SC written back (empty until written)")
+
+
 class PredictionOut(BaseModel):
     """A prediction: the finding, its confidence, warnings, the model, links to the image, its
     heatmap overlay and the printable report.
@@ -68,6 +92,8 @@ class PredictionOut(BaseModel):
     counts: dict[str, int] | None = Field(None, description="detectors only: boxes per class at "
                                                             "the threshold")
     annotated_url: str | None = Field(None, description="detectors only")
+    source: SourceOut | None = Field(None, description="the PACS study the image came from; null "
+                                                       "for an upload")
 
 
 class BatchError(BaseModel):

@@ -30,6 +30,7 @@ from medsight.serve.secrets import service_secret
 from medsight.serve.served_model import ServedModel
 from medsight.serve.settings import ServeSettings
 from medsight.serve.signing_keys import SigningKeys
+from medsight.serve.sources import source_view
 from medsight.serve.upload_worker import UploadJob, UploadRejected, UploadResult, process_upload
 
 log = logging.getLogger("medsight.serve")
@@ -235,6 +236,7 @@ class Service:
             "annotated_url": f"{base}/annotated.png" if found else None,
             "duplicate_of": duplicate_of if duplicate_of is not None else rec.get("duplicate_of"),
             "reviews": [_review_view(r) for r in rec.get("reviews") or []],
+            "source": source_view(rec.get("source")),
         }
 
     def readable(self, user: User, pid: str) -> dict[str, Any]:
@@ -312,7 +314,7 @@ class Service:
         record = {"id": rec["id"], "created": view["created"],
                   "patient_pseudonym": rec.get("patient_pseudonym"),
                   "study_date": view["input"]["study_date"], "user": rec.get("user"),
-                  "reviews": view["reviews"]}
+                  "reviews": view["reviews"], "source": view["source"]}
         model = self.models.get(rec["model_name"])
         if model is None:
             raise ServiceError(409, f"the model that made this prediction ({rec['model_name']}) is "

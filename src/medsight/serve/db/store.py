@@ -515,11 +515,15 @@ class Store:
     def list_predictions(self, *, user_id: int | None = None, pseudonym: str | None = None,
                          date_from: date | None = None, date_to: date | None = None,
                          model: str | None = None, label: str | None = None,
+                         source: str | None = None,
                          limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
         """A page of predictions, newest first, and how many match in all.
 
-        `date_from` / `date_to` bound the day (UTC) the prediction was made, both inclusive.
+        `date_from` / `date_to` bound the day (UTC) the prediction was made, both inclusive;
+        `source` "pacs" keeps the images the PACS watcher fetched, "upload" the others.
         """
+        if source not in (None, "pacs", "upload"):
+            raise InvalidConfig(f"source must be 'pacs' or 'upload', not {source!r}")
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             raise InvalidConfig(f"limit must be 1..{MAX_PAGE} and offset >= 0 (got {limit}, {offset})")
         if any(v is not None and queryable(v) is None for v in (pseudonym, model, label)):
@@ -537,6 +541,9 @@ class Store:
             conds.append(PredictionRow.model_name == model)
         if label is not None:
             conds.append(PredictionRow.label == label)
+        if source is not None:  # an upload's source is SQL NULL or JSON null: no "kind" either way
+            kind = PredictionRow.source["kind"].as_string()
+            conds.append(kind == "pacs" if source == "pacs" else kind.is_(None))
         with self._read() as s:
             total = s.execute(select(func.count()).select_from(PredictionRow).where(*conds)).scalar_one()
             rows = s.execute(select(PredictionRow).where(*conds)
