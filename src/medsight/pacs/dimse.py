@@ -125,18 +125,22 @@ class DimsePacs:
         `store`, the first context (the service) must have been accepted."""
         ae = self._ae()
         ae.requested_contexts = list(contexts)
+        connected: list[bool] = []
+        opened = (evt.EVT_CONN_OPEN, lambda _event: connected.append(True))
         assoc = ae.associate(self.config.host, self.config.port, ae_title=self.config.ae_title,
-                             ext_neg=list(roles) or None, evt_handlers=list(handlers) or None)
+                             ext_neg=list(roles) or None, evt_handlers=[opened, *handlers])
         if not assoc.is_established:
-            if assoc.is_rejected:
+            offered = ", ".join(sorted({UID(cx.abstract_syntax).name for cx in contexts}))
+            if not connected:
+                why = (f"cannot connect; is the PACS up and listening on "
+                       f"{self.config.host}:{self.config.port}, and does no firewall block it?")
+            elif assoc.is_rejected:
                 why = (f"rejected the association; is medsight's calling AE "
                        f"{self.config.calling_ae!r} known to it, and is {self.config.ae_title!r} "
                        "its AE title?")
-            elif assoc.is_aborted:
-                why = "aborted the association; see the PACS's log"
             else:
-                why = (f"no association; is the PACS up and listening on "
-                       f"{self.config.host}:{self.config.port}, and does no firewall block it?")
+                why = (f"aborted the association (does it support {offered}?); see the PACS's "
+                       "log")
             raise PacsError(f"{self._where}: {request}: {why}")
         service = contexts[0].abstract_syntax if contexts else None
         if service is not None and not store and not any(
