@@ -129,7 +129,8 @@ def test_a_move_to_an_unknown_destination_is_an_error(orthanc: OrthancServer,
     orthanc.upload([_bytes(ds) for ds in series])
     stranger = orthanc.dimse_config().model_copy(update={"calling_ae": "STRANGER",
                                                         "scp_port": free_port()})
-    with pytest.raises(PacsError, match=r"C-MOVE .* failed"):
+    with pytest.raises(PacsError, match=r"C-MOVE study .* to STRANGER: answered 0x[0-9A-F]{4} "
+                                        r"Failure.*is 'STRANGER' registered in the PACS"):
         list(DimsePacs(stranger).retrieve(series[0].StudyInstanceUID))
 
 

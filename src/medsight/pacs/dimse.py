@@ -246,13 +246,15 @@ class DimsePacs:
         if status.Status == 0x0000 and not failed and not warned:
             return
         done = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
-        hint = ""
-        if status.Status == 0xA801:
-            hint = (f"; register {self.config.calling_ae!r} at {self.config.scp_host}:"
-                    f"{self.config.scp_port} as a modality in the PACS")
-        raise PacsError(f"{self._where}: {request}: {failed} instance(s) failed, {warned} with "
-                        f"warnings, {done} completed ({_meaning(status.Status, table)}){hint}; "
-                        "see the PACS's log")
+        hint = "see the PACS's log"
+        if request.startswith("C-MOVE"):
+            hint = (f"is {self.config.calling_ae!r} registered in the PACS as a modality at "
+                    f"{self.config.scp_host}:{self.config.scp_port}, and do the UIDs exist? "
+                    "See the PACS's log")
+        counts = (f"{failed} of {failed + warned + done} instance(s) failed, {warned} with "
+                  "warnings; " if failed or warned else "")
+        raise PacsError(f"{self._where}: {request}: {counts}answered "
+                        f"{_meaning(status.Status, table)}; {hint}")
 
     def _move(self, identifier: Dataset, request: str) -> Iterator[Dataset]:
         arrived: queue.Queue[Path] = queue.Queue()
