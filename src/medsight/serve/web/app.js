@@ -499,6 +499,47 @@
     return typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : null;
   }
 
+  function studyLink(url) {
+    // a PACS study link: only an absolute http(s) URL becomes a link (never javascript: or data:)
+    if (typeof url !== "string" || !url) return null;
+    try {
+      const parsed = new URL(url);
+      return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function pacsSource(r) {
+    const source = r && r.source;
+    return source && typeof source === "object" && source.kind === "pacs" ? source : null;
+  }
+
+  function pacsBadge() {
+    const badge = el("span", "badge badge-pacs", t("result.source_badge"));
+    badge.title = t("result.source_badge_title");
+    return badge;
+  }
+
+  function renderSource(r) {
+    const source = pacsSource(r);
+    const box = $("result-source");
+    box.hidden = !source;
+    const link = $("result-study-link");
+    const href = source ? studyLink(source.study_url) : null;
+    link.hidden = !href;
+    if (href) link.href = href;
+    else link.removeAttribute("href");
+    if (!source) return;
+    $("result-source").querySelector(".badge").title = t("result.source_badge_title");
+    const vars = { pacs: orUnknown(source.pacs), series: orUnknown(source.series_uid), instance: source.sop_uid };
+    $("result-source-details").textContent = source.sop_uid
+      ? t("result.source_details", vars) : t("result.source_details_series", vars);
+    const results = (source.results || []).map((w) => (w.name || w.sop_class) + " " + orUnknown(w.sop_instance));
+    $("result-source-results").textContent = results.length
+      ? t("result.source_results", { results: results.join("; ") }) : t("result.source_no_results");
+  }
+
   function showResult(record) {
     state.current = record;
     renderResult(record);
@@ -543,6 +584,7 @@
     const dup = $("result-duplicate");
     dup.hidden = !r.duplicate_of;
     dup.textContent = r.duplicate_of ? t("result.duplicate", { id: r.duplicate_of }) : "";
+    renderSource(r);
 
     $("probabilities-box").hidden = detection;
     const bars = $("result-probabilities");
@@ -696,7 +738,7 @@
   function readFilters() {
     const filters = {};
     const form = $("history-filters");
-    ["pseudonym", "date_from", "date_to", "model", "label"].forEach((name) => {
+    ["pseudonym", "date_from", "date_to", "model", "label", "source"].forEach((name) => {
       const value = form.elements[name].value.trim();
       if (value) filters[name] = value;
     });
@@ -732,7 +774,10 @@
       button.dataset.id = String(item.id);
       button.setAttribute("aria-label", t("history.open", { created: when(item.created), label: labelText(item.label) }));
       const top = el("span", "row-top");
-      top.appendChild(el("strong", "row-label", labelText(item.label)));
+      const name = el("strong", "row-label", labelText(item.label));
+      const source = pacsSource(item);
+      if (source) name.appendChild(pacsBadge());
+      top.appendChild(name);
       top.appendChild(el("span", "row-conf", pct(item.confidence)));
       button.appendChild(top);
       const input = item.input || {};
@@ -742,6 +787,14 @@
       button.appendChild(el("span", "row-meta", bits.filter((b) => b !== null && b !== undefined && b !== "").join(" · ")));
       button.addEventListener("click", () => openPrediction(item));
       li.appendChild(button);
+      const href = source ? studyLink(source.study_url) : null;
+      if (href) {  // beside the row's button: a link inside a button would not be one
+        const link = el("a", "row-study", t("result.open_study"));
+        link.href = href;
+        link.target = "_blank";
+        link.rel = "noopener noreferrer";
+        li.appendChild(link);
+      }
       return li;
     }));
     const summary = $("history-summary");
