@@ -39,7 +39,7 @@ def test_the_service_watches_the_pacs_and_serves_the_predictions_with_their_sour
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["label"] == result["label"] and body["user"] == "pacs-watcher"
-            source = svc.store.get_prediction(pid)["source"]
+            source = body["source"]
             assert source["kind"] == "pacs" and source["sop_uid"] == sop
             assert source["series_uid"] == series and source["results"] == []
             assert source["study_url"] == f"http://viewer/study/{job.study_uid}"
