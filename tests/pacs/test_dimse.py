@@ -4,6 +4,7 @@ modality matching, C-MOVE into medsight's own SCP, C-GET, clear errors, and a pu
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,31 @@ def test_get_one_instance(orthanc: OrthancServer, ct_files: list[Path]):
     assert [str(ds.SOPInstanceUID) for ds in got] == [str(target.SOPInstanceUID)]
     assert np.array_equal(got[0].pixel_array, target.pixel_array)
     assert got[0].file_meta.TransferSyntaxUID.is_little_endian
+
+
+def test_an_abandoned_get_is_aborted_not_waited_for(orthanc: OrthancServer, ct_files: list[Path]):
+    series = _series(ct_files, 4)
+    orthanc.upload([_bytes(ds) for ds in series])
+    pacs = DimsePacs(orthanc.dimse_config(timeout_s=20).model_copy(update={"scp_port": None}))
+    started = time.monotonic()
+    retrieving = pacs.retrieve(series[0].StudyInstanceUID)
+    assert next(retrieving).StudyInstanceUID == series[0].StudyInstanceUID
+    retrieving.close()
+    assert time.monotonic() - started < 5  # a release would wait for the pending C-GET (20 s)
+    assert len(list(pacs.retrieve(series[0].StudyInstanceUID))) == 4
+
+
+def test_a_retrieve_the_pacs_cannot_complete_is_an_error(orthanc: OrthancServer, pacs: DimsePacs,
+                                                         ct_files: list[Path]):
+    series = _series(ct_files, 2)
+    series[1].SOPClassUID = series[1].file_meta.MediaStorageSOPClassUID = "1.2.3.4.5.6.7"
+    orthanc.upload([_bytes(ds) for ds in series])
+    study = series[0].StudyInstanceUID
+    with pytest.raises(PacsError, match=r"C-MOVE study .* to MEDSIGHT: answered 0xC000 Failure"):
+        list(pacs.retrieve(study))
+    get = DimsePacs(orthanc.dimse_config().model_copy(update={"scp_port": None}))
+    with pytest.raises(PacsError, match=r"C-GET study .*: [1-9] of [1-9] instance\(s\) failed"):
+        list(get.retrieve(study))
 
 
 def test_a_move_to_an_unknown_destination_is_an_error(orthanc: OrthancServer,

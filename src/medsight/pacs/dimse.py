@@ -121,8 +121,9 @@ class DimsePacs:
     def _association(self, request: str, contexts: Sequence[PresentationContext], *,
                      roles: Sequence[Any] = (), store: bool = False,
                      handlers: Sequence[tuple[Any, Callable[..., Any]]] = ()) -> Iterator[Association]:
-        """An established association for `request` (released after), or a `PacsError`; unless
-        `store`, the first context (the service) must have been accepted."""
+        """An established association for `request` (released after; aborted when the caller raises
+        or abandons it), or a `PacsError`; unless `store`, the first context (the service) must
+        have been accepted."""
         ae = self._ae()
         ae.requested_contexts = list(contexts)
         connected: list[bool] = []
@@ -150,9 +151,11 @@ class DimsePacs:
                             f"{UID(service).name}; check what the PACS supports")
         try:
             yield assoc
-        finally:
-            if assoc.is_established:
-                assoc.release()
+        except BaseException:  # an error, or a retrieve abandoned mid-way: do not wait for the PACS
+            assoc.abort()
+            raise
+        if assoc.is_established:
+            assoc.release()
 
     def _lost(self, request: str) -> PacsError:
         return PacsError(f"{self._where}: {request}: no answer (connection lost or no response "
