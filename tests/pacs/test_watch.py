@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pydicom
 import pytest
+import yaml
 from pacs.watch_data import copied_series, watch_yaml
 from sqlalchemy import func, select
 
@@ -241,3 +242,26 @@ def test_the_poll_window_is_study_date_from_today_minus_lookback_days(
                          "StudyDate": f"{day - timedelta(days=days):%Y%m%d}-{day:%Y%m%d}"}
         seen[days] = watcher.poll_once().series_seen
     assert seen == {1: 0, 2: 1}
+
+
+def test_series_pushed_to_the_storage_scp_are_watched_too(service, orthanc, ct_files, tmp_path):
+    from pacs.orthanc import free_port
+
+    from medsight.pacs.config import PacsConfig
+    from medsight.pacs.dimse import DimsePacs
+
+    series, files = copied_series(ct_files, 3)
+    port = free_port()
+    path = watch_yaml(tmp_path / "watch.yaml", orthanc, MODEL, write=[])
+    doc = {**yaml.safe_load(path.read_text()), "receive": {"port": port}}
+    watcher = service_watcher(service, WatchConfig.of(doc))
+    try:
+        sender = DimsePacs(PacsConfig(ae_title="MEDSIGHT", host="127.0.0.1", port=port))
+        sender.store([pydicom.dcmread(io.BytesIO(f)) for f in files])
+        sender.close()
+        report = watcher.poll_once()
+        assert _status(report) == {series: "done"} and orthanc.instances() == []
+        assert _count(service, PacsInstanceRow) == 3
+        assert watcher.poll_once().outcomes == []
+    finally:
+        watcher.pacs.close()

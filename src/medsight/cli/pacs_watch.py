@@ -48,21 +48,22 @@ def watch(
         if delay > 0:  # lets a test kill the watcher mid-series
             predict = watcher.runner.predict
             watcher.runner.predict = lambda *a: (predict(*a), time.sleep(delay))[0]  # type: ignore[method-assign]
-        if not once:
-            console.print(f"watching {watcher.name} every {cfg.watch.poll_s:g} s; Ctrl-C stops")
-            stop = threading.Event()
-            try:
-                watcher.run_forever(stop)
-            except KeyboardInterrupt:
-                stop.set()
-            return
-        report = watcher.poll_once()
+        try:
+            if not once:
+                console.print(f"watching {watcher.name} every {cfg.watch.poll_s:g} s; Ctrl-C stops")
+                try:
+                    watcher.run_forever(threading.Event())
+                except KeyboardInterrupt:
+                    pass
+                return
+            report = watcher.poll_once()
+        finally:
+            watcher.pacs.close()
         table = Table("series", "model", "status", "attempts", "written", "reason")
         for o in report.outcomes:
             table.add_row(o.series_uid, o.model, o.status, str(o.attempts), str(o.written), o.reason)
         console.print(table)
         console.print(report.summary())
-        watcher.pacs.close()
     finally:
         service.close()
     if report.failed:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from medsight.errors import InvalidConfig
 from medsight.pacs.config import PacsConfig
 
-__all__ = ["ModelRule", "Rules", "WatchConfig", "WatchSettings", "Write"]
+__all__ = ["ModelRule", "Receive", "Rules", "WatchConfig", "WatchSettings", "Write"]
 
 Write = Literal["sr", "sc"]
 Orientation = Literal["axial", "sagittal", "coronal"]
@@ -98,11 +98,21 @@ class WatchSettings(_Strict):
         return value
 
 
+class Receive(_Strict):
+    """Also receive series pushed by C-STORE to medsight's storage SCP (watched instead of QIDO)."""
+
+    ae_title: str = Field("MEDSIGHT", min_length=1, max_length=16, description="the SCP's AE title")
+    host: str = Field("127.0.0.1", description="address the SCP binds")
+    port: int = Field(ge=1, le=65535, description="port the SCP listens on")
+    allowed_aes: list[str] | None = Field(None, description="calling AE titles let in (else any)")
+
+
 class WatchConfig(_Strict):
-    """The whole file: `pacs:`, `watch:` and `models:`."""
+    """The whole file: `pacs:`, `watch:`, `models:` and optionally `receive:`."""
 
     pacs: PacsConfig
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    receive: Receive | None = None
     models: list[ModelRule] = Field(min_length=1)
 
     @model_validator(mode="after")

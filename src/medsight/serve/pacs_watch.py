@@ -14,9 +14,11 @@ from typing import Any
 
 from medsight.deploy.prediction import Prediction
 from medsight.deploy.predictor import Predictor
-from medsight.pacs.client import open_pacs
+from medsight.pacs.client import Pacs, open_pacs
+from medsight.pacs.scp import StorageSCP
 from medsight.pacs.watch import WATCHER_USER, Watcher, prediction_of
 from medsight.pacs.watch_config import WatchConfig
+from medsight.pacs.watch_receive import ReceivedPacs
 from medsight.serve.db.pacs_state import PacsState
 from medsight.serve.service import Service
 from medsight.serve.upload_worker import UploadJob
@@ -60,10 +62,18 @@ class ServiceRunner:
 
 
 def service_watcher(service: Service, config: WatchConfig) -> Watcher:
-    """A watcher of `config`'s PACS whose models are the service's (each must be served)."""
+    """A watcher of `config`'s PACS whose models are the service's (each must be served). With
+    `receive:` it watches what medsight's storage SCP receives (into the data folder's
+    ``pacs-received/``) instead of searching the PACS; results still go to the PACS."""
     for rule in config.models:
         service.model(rule.model)  # an unknown model stops the start with the served names
-    return Watcher(open_pacs(config.pacs), config, PacsState(service.store), ServiceRunner(service))
+    pacs: Pacs = open_pacs(config.pacs)
+    if config.receive is not None:
+        r = config.receive
+        folder = service.settings.data_dir / "pacs-received"
+        scp = StorageSCP(r.ae_title, r.host, r.port, folder, allowed_aes=r.allowed_aes).start()
+        pacs = ReceivedPacs(pacs, folder, scp)
+    return Watcher(pacs, config, PacsState(service.store), ServiceRunner(service))
 
 
 class PacsWatchThread:
