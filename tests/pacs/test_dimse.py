@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 from pacs.orthanc import OrthancServer, free_port
-from pydicom.uid import generate_uid
+from pydicom.uid import RLELossless, generate_uid
 
 from medsight.errors import PacsError
 from medsight.pacs.dimse import DimsePacs
@@ -110,6 +110,19 @@ def test_move_a_series_into_medsights_scp(orthanc: OrthancServer, pacs: DimsePac
         original = originals[str(ds.SOPInstanceUID)]
         assert ds.SeriesInstanceUID == original.SeriesInstanceUID and ds.file_meta
         assert np.array_equal(ds.pixel_array, original.pixel_array)
+
+
+def test_a_compressed_instance_is_stored_and_moved_as_it_is(orthanc: OrthancServer,
+                                                             pacs: DimsePacs, ct_files: list[Path]):
+    ds = _series(ct_files, 1)[0]
+    pixels = ds.pixel_array.copy()
+    ds.compress(RLELossless)  # in memory: read as implicit VR, now RLE (explicit VR)
+    pacs.store([ds])
+    [stored] = orthanc.instances()
+    assert orthanc.http.get(f"/instances/{stored}/metadata/TransferSyntax").text == RLELossless
+    [back] = pacs.retrieve(ds.StudyInstanceUID)
+    assert back.file_meta.TransferSyntaxUID == RLELossless  # medsight's SCP accepts it as stored
+    assert np.array_equal(back.pixel_array, pixels)
 
 
 def test_get_one_instance(orthanc: OrthancServer, ct_files: list[Path]):

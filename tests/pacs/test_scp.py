@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pacs.orthanc import OrthancServer
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
@@ -61,6 +62,20 @@ def test_instances_land_atomically_under_their_uids(tmp_path: Path, ct: list[pyd
         assert np.array_equal(back.pixel_array, ds.pixel_array)
     assert _files(tmp_path) == sorted(p for p, _ in seen)  # no temporary file left behind
     assert scp.received == 2 and scp.refused == 0
+
+
+def test_receives_what_orthanc_pushes(orthanc: OrthancServer, tmp_path: Path, ct_files: list[Path]):
+    ids = orthanc.upload(ct_files[:3])
+    seen: list[str] = []
+    with StorageSCP("MEDSIGHT", port=orthanc.scp_port, out_dir=tmp_path, allowed_aes=["ORTHANC"],
+                    on_instance=lambda path, header: seen.append(str(header.SOPInstanceUID))):
+        r = orthanc.http.post("/modalities/medsight/store",
+                              json={"Resources": ids, "Synchronous": True})
+        r.raise_for_status()
+        assert r.json()["FailedInstancesCount"] == 0
+    expected = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+                for p in ct_files[:3]}
+    assert set(seen) == expected == {p.stem for p in _files(tmp_path)}
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom import Dataset
+from pydicom import Dataset, FileMetaDataset
 from pydicom.datadict import dictionary_VR, keyword_dict
 from pydicom.uid import (
     UID,
@@ -363,14 +363,24 @@ def _drain(arrived: queue.Queue[Any]) -> Iterator[Dataset]:
 
 
 def _with_syntax(ds: Dataset) -> Dataset:
-    """`ds`, or a shallow copy with explicit VR little endian file meta when it has none."""
+    """`ds` with a transfer syntax it can be sent in: explicit VR little endian file meta when it
+    has none, and (on a shallow copy) an encoding that agrees with it, as after ``ds.compress()``
+    of a dataset read as implicit VR."""
     meta = getattr(ds, "file_meta", None)
-    if meta is not None and "TransferSyntaxUID" in meta:
-        return ds
-    out = copy.copy(ds)
-    out.file_meta = copy.deepcopy(meta) if meta is not None else pydicom.dataset.FileMetaDataset()
-    out.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    return out
+    if meta is None or "TransferSyntaxUID" not in meta:
+        out = copy.copy(ds)
+        out.file_meta = copy.deepcopy(meta) if meta is not None else FileMetaDataset()
+        out.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        return out
+    ts = UID(str(meta.TransferSyntaxUID))
+    wanted = (ts.is_implicit_VR, ts.is_little_endian)
+    if None not in ds.original_encoding and ds.original_encoding != wanted:
+        out = copy.copy(ds)
+        out.set_original_encoding(*wanted, ds.original_character_set)
+        for _ in out.iterall():  # raw implicit-VR elements get their VRs before re-encoding
+            pass
+        return out
+    return ds
 
 
 def _syntaxes(ts: UID) -> list[UID]:
