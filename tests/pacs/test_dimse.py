@@ -179,6 +179,9 @@ def test_wrong_port_is_a_clear_error(orthanc: OrthancServer):
     with pytest.raises(PacsError,
                        match=rf"ORTHANC@127\.0\.0\.1:{port}: C-ECHO: cannot connect; is the PACS up"):
         pacs.echo()
+    with pytest.raises(PacsError, match="cannot connect") as raised:
+        pacs.search("study", {"PatientName": "Doe^Jane", "Modality": "CT"})
+    assert "Doe" not in str(raised.value) and "'ModalitiesInStudy': 'CT'" in str(raised.value)
 
 
 def test_scp_port_in_use_is_named(orthanc: OrthancServer, pacs: DimsePacs, ct_files: list[Path]):

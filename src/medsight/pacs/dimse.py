@@ -74,6 +74,7 @@ _GET_SYNTAXES = [*_UNCOMPRESSED, DeflatedExplicitVRLittleEndian, JPEGLosslessSV1
                  JPEG2000Lossless, RLELossless]
 _MAX_CONTEXTS = 127  # PS3.8: odd ids 1..255, one of them for the query/retrieve model
 _PENDING = (0xFF00, 0xFF01)
+_IDENTIFYING = ("Patient", "OtherPatient", "IssuerOfPatient")  # values kept out of messages
 _CANCELLED = 0xFE00
 
 
@@ -189,7 +190,8 @@ class DimsePacs:
         identifier.QueryRetrieveLevel = _LEVEL[level]
         within = f" in study {study}" if study else ""
         within += f" series {series}" if series else ""
-        request = f"C-FIND {level} {filters}{within}"
+        shown = {k: "..." if k.startswith(_IDENTIFYING) else v for k, v in filters.items()}
+        request = f"C-FIND {level} {shown}{within}"
         model = StudyRootQueryRetrieveInformationModelFind
         answers: list[dict[str, Any]] = []
         with self._association(request, [build_context(model)]) as assoc:
