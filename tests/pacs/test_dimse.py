@@ -14,8 +14,10 @@ from pacs.orthanc import OrthancServer, free_port
 from pydicom.uid import RLELossless, generate_uid
 
 from medsight.errors import PacsError
+from medsight.pacs.config import PacsConfig
 from medsight.pacs.dimse import DimsePacs
 from medsight.pacs.pull import pull
+from medsight.pacs.scp import StorageSCP
 
 
 @pytest.fixture
@@ -68,6 +70,18 @@ def test_store_of_a_class_the_pacs_refuses_names_it(orthanc: OrthancServer, pacs
     with pytest.raises(PacsError, match=r"C-STORE of 1 instance\(s\): aborted the association "
                                         r"\(does it support 1\.2\.3\.4\.5\.6\.7\?\)"):
         pacs.store([bad])
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_a_refusal_status_is_named_with_its_meaning(tmp_path: Path, ct_files: list[Path]):
+    good, bad = pydicom.dcmread(ct_files[0]), pydicom.dcmread(ct_files[1])
+    bad.StudyInstanceUID = "../outside"
+    with StorageSCP("STORE", out_dir=tmp_path) as scp:  # medsight's own SCP as the refusing PACS
+        target = DimsePacs(PacsConfig(ae_title="STORE", host="127.0.0.1", port=scp.port))
+        with pytest.raises(PacsError, match=rf"refused 1 of 2 instance\(s\): {bad.SOPInstanceUID} "
+                                            r"\(0xC000 Failure: Cannot Understand\)"):
+            target.store([good, bad])
+    assert scp.received == 1
 
 
 def test_find_at_each_level_with_date_and_modality(orthanc: OrthancServer, pacs: DimsePacs,
