@@ -149,6 +149,8 @@ def test_get_one_instance(orthanc: OrthancServer, ct_files: list[Path]):
     assert [str(ds.SOPInstanceUID) for ds in got] == [str(target.SOPInstanceUID)]
     assert np.array_equal(got[0].pixel_array, target.pixel_array)
     assert got[0].file_meta.TransferSyntaxUID.is_little_endian
+    with pytest.raises(PacsError, match=r"C-GET study 1\.2\.3\.999: the PACS lists no instances"):
+        list(pacs.retrieve("1.2.3.999"))
 
 
 def test_an_abandoned_get_is_aborted_not_waited_for(orthanc: OrthancServer, ct_files: list[Path]):

@@ -27,7 +27,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -281,9 +281,12 @@ class DimsePacs:
              request: str) -> Iterator[Dataset]:
         found = self.search("instance", {"SOPInstanceUID": instance} if instance else None,
                             study=study, series=series, fields=("SOPClassUID",))
+        if not found:
+            raise PacsError(f"{self._where}: {request}: the PACS lists no instances for it; check "
+                            "the UIDs")
         classes = sorted({str(a["SOPClassUID"]) for a in found if a.get("SOPClassUID")})
-        if not classes:
-            return
+        if len(classes) < len({a.get("SOPClassUID") for a in found}):  # some answers lack it
+            classes = sorted({*classes, *(cx.abstract_syntax for cx in StoragePresentationContexts)})
         if len(classes) > _MAX_CONTEXTS:
             raise PacsError(f"{self._where}: {request}: {len(classes)} SOP classes do not fit in "
                             "one association; set scp_port to retrieve with C-MOVE")
