@@ -137,8 +137,12 @@ class StorageSCP:
         if total > self.max_instance_bytes >= total - len(data):  # crossed now: abort once
             log.warning("storage SCP: aborting the association from %s, an instance exceeds %d bytes",
                         event.assoc.requestor.ae_title, self.max_instance_bytes)
-            self.refused += 1
+            self._count("refused")
             event.assoc.abort(block=False)
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
 
     def _on_close(self, event: evt.Event) -> None:
         with self._lock:
@@ -151,7 +155,7 @@ class StorageSCP:
             return self._store(event)
         except Exception:  # never let one instance kill the SCP
             log.exception("storage SCP: failed to store an instance")
-            self.refused += 1
+            self._count("refused")
             return PROCESSING_FAILED
 
     def _store(self, event: evt.Event) -> int:
@@ -161,26 +165,26 @@ class StorageSCP:
             sop = str(event.request.AffectedSOPInstanceUID)
         except Exception as exc:
             log.warning("storage SCP: refused an undecodable instance (%s)", exc.__class__.__name__)
-            self.refused += 1
+            self._count("refused")
             return CANNOT_UNDERSTAND
         if str(ds.get("SOPInstanceUID", sop)) != sop:
             log.warning("storage SCP: refused an instance whose SOPInstanceUID differs from the "
                         "request's")
-            self.refused += 1
+            self._count("refused")
             return CANNOT_UNDERSTAND
         try:
             path = self.path_for(study, series, sop)
         except PacsError as exc:
             log.warning("storage SCP: %s", exc)
-            self.refused += 1
+            self._count("refused")
             return CANNOT_UNDERSTAND
         try:
             write_atomic(path, event.encoded_dataset(include_meta=True))
         except OSError as exc:
             log.error("storage SCP: cannot write into %s: %s", self.out_dir, exc.strerror)
-            self.refused += 1
+            self._count("refused")
             return OUT_OF_RESOURCES
-        self.received += 1
+        self._count("received")
         if self.on_instance is not None:
             ds.file_meta = event.file_meta
             ds.pop("PixelData", None)
@@ -188,6 +192,6 @@ class StorageSCP:
                 self.on_instance(path, ds)
             except Exception:
                 log.exception("storage SCP: on_instance failed for a received instance")
-                self.refused += 1
+                self._count("refused")
                 return PROCESSING_FAILED
         return SUCCESS
