@@ -162,7 +162,8 @@ class PredictionRow(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
     input: Mapped[dict[str, Any]] = mapped_column(JSON)
     detections: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # boxes, counts
-    source: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # PACS link; None: upload
+    source: Mapped[dict[str, Any] | None] = mapped_column(  # PACS link; SQL NULL for an upload
+        JSON(none_as_null=True), nullable=True)
     patient_pseudonym: Mapped[str | None] = mapped_column(String(128), index=True)
     study_date: Mapped[date | None] = mapped_column(Date)
     created: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
