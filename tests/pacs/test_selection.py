@@ -53,6 +53,14 @@ def test_each_rule_says_why_it_refuses(headers):
         False, "orientation sagittal, rule wants axial")
 
 
+def test_reports_and_medsight_results_are_never_inputs(headers):
+    h = pydicom.Dataset(headers[0])
+    h.Manufacturer = "medsight"
+    assert select(Rules(), _series(h), [h]) == (False, "medsight's own result")
+    sr = {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.88.33", "Modality": "SR"}
+    assert select(Rules(), sr, [sr]) == (False, "a structured report, not images")
+
+
 def test_slice_count_from_qido_when_no_headers():
     assert select(Rules(min_slices=3), {"Modality": "CT", "NumberOfSeriesRelatedInstances": 2}) == (
         False, "2 slices < min_slices 3")

@@ -219,8 +219,11 @@ def test_results_are_written_back_read_back_and_never_twice(service, orthanc, ct
         captured |= {s.ReferencedSOPInstanceUID for s in sc.SourceImageSequence}
     top = sorted(recorded, key=lambda sop: -recorded[sop][1]["probabilities"]["True"])[:2]
     assert captured == set(top)  # the two most suspicious instances got the captures
-    again = watcher.poll_once()
-    assert again.outcomes == [] and len(orthanc.instances()) == after_first
+    again = watcher.poll_once()  # sees the result series once: skipped, never run on
+    assert sorted(o.reason for o in again.outcomes) == [
+        "a structured report, not images", "a structured report, not images",
+        "medsight's own result", "medsight's own result"]
+    assert len(orthanc.instances()) == after_first and watcher.poll_once().outcomes == []
     assert watcher.state.get(watcher.name, series, MODEL).results == job.results
     sources_recorded = [service.store.get_prediction(pid)["source"]["results"]
                         for pid, _ in recorded.values()]

@@ -10,11 +10,13 @@ from typing import Any
 
 from medsight.pacs.watch_config import Rules
 
-__all__ = ["HEADER_FIELDS", "orientation_of", "select"]
+__all__ = ["HEADER_FIELDS", "OWN_MANUFACTURER", "orientation_of", "select"]
 
 # the instance-level fields the rules read (asked of QIDO so that no pixel data is fetched)
 HEADER_FIELDS = ("Modality", "BodyPartExamined", "ImageType", "ImageOrientationPatient",
-                 "SeriesDescription", "SOPClassUID")
+                 "SeriesDescription", "SOPClassUID", "Manufacturer")
+_SR_CLASSES = "1.2.840.10008.5.1.4.1.1.88."  # structured reports (medsight's SR among them)
+OWN_MANUFACTURER = "medsight"  # what medsight's results say made them: never run a model on them
 _AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 
 
@@ -67,6 +69,10 @@ def select(rules: Rules, series: Mapping[str, Any],
     `series` is the QIDO series answer; `headers` the instances' headers (datasets or QIDO
     instance answers with `HEADER_FIELDS`), which give the slice count when present."""
     first = headers[0] if headers else {}
+    if str(_get(first, "SOPClassUID") or "").startswith(_SR_CLASSES):
+        return False, "a structured report, not images"
+    if str(_get(first, "Manufacturer") or "").strip().lower() == OWN_MANUFACTURER:
+        return False, "medsight's own result"
     for what, keyword, allowed in (("modality", "Modality", rules.modality),
                                    ("body part", "BodyPartExamined", rules.body_part)):
         found = _values(_get(series, keyword) or _get(first, keyword))

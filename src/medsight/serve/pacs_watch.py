@@ -56,7 +56,8 @@ class ServiceRunner:
     def explain(self, model: str, data: bytes) -> Prediction:
         served = self.service.model(model)
         s = self.service
-        job = UploadJob(served.predictor.plan, data, s._deid_secret, s.settings.max_pixels)
+        job = UploadJob(served.predictor.plan, data, s._deid_secret, s.settings.max_pixels,
+                        keep_image=True)
         upload = asyncio.run(s._decode(job))  # the decode workers, as for an upload
         return served.predictor.finish([upload.prepared], heatmap=True)[0]
 
