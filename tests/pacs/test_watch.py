@@ -10,6 +10,7 @@ import pydicom
 import pytest
 import yaml
 from pacs.watch_data import copied_series, watch_yaml
+from serve.conftest import serve_root, volume_bundle  # noqa: F401, F811  (the 3D model fixtures)
 from sqlalchemy import func, select
 
 from medsight.pacs.watch import dicom_bytes
@@ -268,3 +269,23 @@ def test_series_pushed_to_the_storage_scp_are_watched_too(service, orthanc, ct_f
         assert watcher.poll_once().outcomes == []
     finally:
         watcher.pacs.close()
+
+
+def test_a_volume_model_takes_the_whole_series_as_one_input(volume_bundle, orthanc, ct_files,  # noqa: F811
+                                                           tmp_path):
+    series, files = copied_series(ct_files, 4)
+    orthanc.upload(files)
+    svc = Service(ServeSettings(bundles=[volume_bundle], data_dir=tmp_path / "data",
+                                decode_workers=1, max_wait_ms=0.0))
+    try:
+        cfg = WatchConfig.from_yaml(watch_yaml(tmp_path / "watch.yaml", orthanc, "cnn3d", write=[]))
+        watcher = service_watcher(svc, cfg)
+        assert _status(watcher.poll_once()) == {series: "done"}
+        job = watcher.state.get(watcher.name, series, "cnn3d")
+        [(pid, result)] = watcher.state.predicted(job.id).values()
+        assert result["input"]["shape"] == [1, 4, 512, 512]  # the 4 slices, one volume
+        rec = svc.store.get_prediction(pid)
+        assert rec["source"]["series_uid"] == series and rec["source"]["sop_uid"] is None
+        assert _count(svc, PredictionRow) == 1
+    finally:
+        svc.close()

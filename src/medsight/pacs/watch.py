@@ -43,8 +43,9 @@ class ModelRunner(Protocol):
         """Predict one instance (bytes of a DICOM file) or a volume (the series' files) and
         store it as a prediction record with `source`; returns it and the record's id."""
 
-    def explain(self, model: str, data: bytes) -> Prediction:
-        """The same prediction with its heatmap (for a secondary capture), not recorded."""
+    def explain(self, model: str, data: bytes | list[bytes]) -> Prediction:
+        """The same prediction (an instance, or a volume's files) with its heatmap, for a
+        secondary capture; not recorded."""
 
 
 @dataclass(frozen=True)

@@ -53,17 +53,23 @@ def write_results(watcher: Watcher, job: Job, rule: ModelRule, predictor: Predic
         sr = build_sr(findings, series_uid=uid("sr", "series"), instance_uid=uid("sr", "instance"))
         made.append((sr, findings))
     if "sc" in writes and watcher.config.watch.sc_max > 0:
-        ranked = sorted(sources, key=lambda s: -suspicion(
-            predictor, preds[job.series_uid] if volume else preds[s]))
-        for number, sop in enumerate(ranked[:watcher.config.watch.sc_max], start=1):
-            full = watcher._retrieve(job, sop)
-            explained = watcher.runner.explain(rule.model, dicom_bytes(full))
+        description = f"{rule.model} heatmap, not for diagnostic use"
+        if volume:  # one capture of the volume's heatmap, filed against its middle slice
+            series = [watcher._retrieve(job, sop) for sop in sources]
+            full = series[len(series) // 2]
+            explained = watcher.runner.explain(rule.model, [dicom_bytes(d) for d in series])
+            chosen = [(full, explained)]
+        else:
+            ranked = sorted(sources, key=lambda s: -suspicion(predictor, preds[s]))
+            chosen = []
+            for sop in ranked[:watcher.config.watch.sc_max]:
+                full = watcher._retrieve(job, sop)
+                chosen.append((full, watcher.runner.explain(rule.model, dicom_bytes(full))))
+        for number, (full, explained) in enumerate(chosen, start=1):
             sc = build_sc(full, overlay_for(explained), series_uid=uid("sc", "series"),
-                          instance_uid=uid("sc", sop), instance_number=number,
-                          description=f"{rule.model} heatmap, not for diagnostic use")
+                          instance_uid=uid("sc", str(full.SOPInstanceUID)),
+                          instance_number=number, description=description)
             made.append((sc, full))
-            if volume:
-                break
     for ds, _ in made:  # highdicom builds plain Datasets: without a preamble dicomweb-client
         if getattr(ds, "preamble", None) is None:  # sends no DICM header, Orthanc keeps the file
             ds.preamble = b"\0" * 128  # so, and its WADO-RS answer then fails to parse

@@ -53,10 +53,11 @@ class ServiceRunner:
         view = asyncio.run(self.service.predict(self.user, payload, model, "pacs.predict", source))
         return prediction_of({**view, "path": source.get("sop_uid") or source["series_uid"]}), view["id"]
 
-    def explain(self, model: str, data: bytes) -> Prediction:
+    def explain(self, model: str, data: bytes | list[bytes]) -> Prediction:
         served = self.service.model(model)
         s = self.service
-        job = UploadJob(served.predictor.plan, data, s._deid_secret, s.settings.max_pixels,
+        payload = _zip(data) if isinstance(data, list) else data
+        job = UploadJob(served.predictor.plan, payload, s._deid_secret, s.settings.max_pixels,
                         keep_image=True)
         upload = asyncio.run(s._decode(job))  # the decode workers, as for an upload
         return served.predictor.finish([upload.prepared], heatmap=True)[0]
