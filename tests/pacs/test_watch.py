@@ -225,6 +225,11 @@ def test_results_are_written_back_read_back_and_never_twice(service, orthanc, ct
         "a structured report, not images", "a structured report, not images",
         "medsight's own result", "medsight's own result"]
     assert len(orthanc.instances()) == after_first and watcher.poll_once().outcomes == []
+    # killed after storing, before recording: the rerun writes the same objects again
+    watcher.state.claim(watcher.name, MODEL, None, study, series, 4)
+    assert _status(watcher.poll_once()) == {series: "done"}
+    assert len(orthanc.instances()) == after_first
+    assert watcher.state.get(watcher.name, series, MODEL).results == job.results
     assert watcher.state.get(watcher.name, series, MODEL).results == job.results
     sources_recorded = [service.store.get_prediction(pid)["source"]["results"]
                         for pid, _ in recorded.values()]

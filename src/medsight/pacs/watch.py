@@ -116,6 +116,13 @@ def suspicion(predictor: Predictor, pred: Prediction) -> float:
     return float(pred.confidence)
 
 
+def _header_only(ds: Dataset) -> Dataset:
+    """`ds` without its pixel data: enough for the SR (the SC sources are fetched again)."""
+    if "PixelData" in ds:
+        del ds.PixelData
+    return ds
+
+
 def _instance_key(h: dict[str, Any]) -> tuple[int, str]:
     try:
         number = int(h.get("InstanceNumber") or 0)
@@ -241,12 +248,12 @@ class Watcher:
         preds: dict[str, Prediction] = {}
         if predictor.is_volume:
             datasets = [self._retrieve(job, sop) for sop in sops]
-            sources = dict(zip(sops, datasets, strict=True))
             if job.series_uid not in done:
                 pred, pid = self.runner.predict(rule.model, [dicom_bytes(d) for d in datasets],
                                                 self._source(job, None))
                 self.state.record(job.id, job.series_uid, pid, pred.to_dict())
                 done[job.series_uid] = (pid, pred.to_dict())
+            sources = dict(zip(sops, map(_header_only, datasets), strict=True))
             preds[job.series_uid] = prediction_of(done[job.series_uid][1])
         else:
             for sop in sops:
@@ -255,8 +262,7 @@ class Watcher:
                     pred, pid = self.runner.predict(rule.model, dicom_bytes(ds), self._source(job, sop))
                     self.state.record(job.id, sop, pid, pred.to_dict())
                     done[sop] = (pid, pred.to_dict())
-                del ds.PixelData  # headers are enough for the SR; SC sources are fetched again
-                sources[sop] = ds
+                sources[sop] = _header_only(ds)
                 preds[sop] = prediction_of(done[sop][1])
         results = write_results(self, job, rule, predictor, sources, preds)
         version = predictor.model_info.get("version")
