@@ -53,7 +53,6 @@ def write_results(watcher: Watcher, job: Job, rule: ModelRule, predictor: Predic
         sr = build_sr(findings, series_uid=uid("sr", "series"), instance_uid=uid("sr", "instance"))
         made.append((sr, findings))
     if "sc" in writes and watcher.config.watch.sc_max > 0:
-        description = f"{rule.model} heatmap, not for diagnostic use"
         if volume:  # one capture of the volume's heatmap, filed against its middle slice
             series = [watcher._retrieve(job, sop) for sop in sources]
             full = series[len(series) // 2]
@@ -68,7 +67,7 @@ def write_results(watcher: Watcher, job: Job, rule: ModelRule, predictor: Predic
         for number, (full, explained) in enumerate(chosen, start=1):
             sc = build_sc(full, overlay_for(explained), series_uid=uid("sc", "series"),
                           instance_uid=uid("sc", str(full.SOPInstanceUID)),
-                          instance_number=number, description=description)
+                          instance_number=number, model=predictor.model_info)
             made.append((sc, full))
     for ds, _ in made:  # highdicom builds plain Datasets: without a preamble dicomweb-client
         if getattr(ds, "preamble", None) is None:  # sends no DICM header, Orthanc keeps the file
