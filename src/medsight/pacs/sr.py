@@ -186,5 +186,7 @@ def build_sr(findings: Sequence[Finding], *, series_uid: str, instance_uid: str,
         series_number=series_number, sop_instance_uid=instance_uid, instance_number=instance_number,
         manufacturer="medsight", is_complete=True, is_verified=False, institution_name=institution,
         series_description=not_for_diagnosis(model, "SR"), contributing_equipment=[equipment])
-    sr.ContributingEquipmentSequence[-1].DeviceUID = device_uid(model)
+    for item in sr.ContributingEquipmentSequence:  # highdicom adds its own and the source's too
+        if item.Manufacturer == "medsight":
+            item.DeviceUID = device_uid(model)
     return sr
