@@ -73,3 +73,12 @@ def test_data_and_preprocess_load_pandas_and_matplotlib_only_when_used() -> None
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_pacs_uses_deploy_and_below_never_serve_train_or_cli() -> None:
+    """The watcher, the clients and the DICOM writers run the one `Predictor`; the service imports
+    `pacs` (to run the watcher), never the other way round."""
+    above = {"serve", "train", "cli", "experiment", "experiment_detection"}
+    found = [f"{path.relative_to(SRC)} -> {name}" for path in sorted((SRC / "pacs").rglob("*.py"))
+             for name in _named_modules(path) if name.split(".")[1] in above]
+    assert found == []
