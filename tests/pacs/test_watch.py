@@ -106,13 +106,21 @@ def _cli(*args, env=None):
 
 
 def _sqlite_count(db, sql) -> int:
+    """A count from the watcher's SQLite database (read-write: after a SIGKILL, reading may first
+    have to roll back the killed transaction's journal); 0 while its tables do not exist yet."""
     import sqlite3
 
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute(sql).fetchone()[0]
-    except sqlite3.OperationalError:  # not created / migrated yet
+    if not db.exists():
         return 0
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    finally:
+        conn.close()
 
 
 def test_a_watcher_killed_mid_series_finishes_it_after_a_restart_without_duplicates(
@@ -123,7 +131,7 @@ def test_a_watcher_killed_mid_series_finishes_it_after_a_restart_without_duplica
 
     series, files = copied_series(ct_files, 5)
     orthanc.upload(files)
-    cfg = watch_yaml(tmp_path / "watch.yaml", orthanc, MODEL, write=[])
+    cfg = watch_yaml(tmp_path / "watch.yaml", orthanc, MODEL, write=["sr"])
     data = tmp_path / "data"
     db = data / "medsight.db"
     args = ("watch", str(cfg), "--bundle", str(ct_bundle), "--data-dir", str(data), "--once")
@@ -144,6 +152,7 @@ def test_a_watcher_killed_mid_series_finishes_it_after_a_restart_without_duplica
     assert _sqlite_count(db, "SELECT COUNT(DISTINCT sop_uid) FROM pacs_instances") == 5
     assert _sqlite_count(db, "SELECT COUNT(*) FROM pacs_instances") == 5
     assert _sqlite_count(db, "SELECT attempts FROM pacs_series WHERE status = 'done'") == 2
+    assert len(orthanc.instances()) == 5 + 1  # exactly one SR
     jobs = _cli("jobs", "--data-dir", str(data))
     listed, _ = jobs.communicate(timeout=60)
     assert jobs.returncode == 0 and "done" in listed and "1 job(s)" in listed
