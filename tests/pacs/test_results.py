@@ -224,3 +224,23 @@ def test_round_trip_through_orthanc(orthanc, predicted) -> None:
     # written again (a retry): replaced, not added
     orthanc.upload([_bytes(sr)])
     assert len(orthanc.instances()) == 3
+
+
+def test_stow_and_wado_of_built_results(orthanc, predicted) -> None:
+    """Built in memory (no preamble), stored over STOW-RS, they come back whole over WADO-RS."""
+    from medsight.pacs import open_pacs
+
+    files, preds = predicted
+    orthanc.upload([files[0]])
+    source = _header(files[0])
+    finding = Finding([source], preds[0])
+    sr = _sr([finding], "stow")
+    sr.preamble = None  # as a dataset built in memory without one
+    pacs = open_pacs(orthanc.config())
+    try:
+        pacs.store([sr])
+        (back,) = pacs.retrieve(source.StudyInstanceUID, sr.SeriesInstanceUID, sr.SOPInstanceUID)
+    finally:
+        pacs.close()
+    check_sr(back, [finding])
+    assert getattr(sr, "preamble", None) is None  # the caller's dataset is left as it was

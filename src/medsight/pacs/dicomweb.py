@@ -167,7 +167,7 @@ class DicomWebPacs:
             return
         uids = [str(ds.SOPInstanceUID) for ds in datasets]
         with self._errors(f"STOW-RS store of {len(uids)} instance(s)"):
-            response = self._client.store_instances(list(datasets))
+            response = self._client.store_instances([_with_preamble(ds) for ds in datasets])
         failed = _failed_sops(response)
         accepted = {str(item.get("ReferencedSOPInstanceUID", ""))
                     for item in response.get("ReferencedSOPSequence", []) or []}
@@ -183,3 +183,16 @@ class DicomWebPacs:
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()
+
+
+def _with_preamble(ds: Dataset) -> Dataset:
+    """`ds` as a file with its DICM preamble. A dataset built in memory (highdicom's) has none, and
+    dicomweb-client then sends it without the header: Orthanc keeps such a file as sent, and its
+    WADO-RS answer for it no longer parses. A new dataset over the same elements: the caller's
+    is left alone."""
+    if getattr(ds, "preamble", None) is not None:
+        return ds
+    out = Dataset(ds)
+    out.file_meta = ds.file_meta
+    out.preamble = b"\0" * 128
+    return out

@@ -69,9 +69,6 @@ def write_results(watcher: Watcher, job: Job, rule: ModelRule, predictor: Predic
                           instance_uid=uid("sc", str(full.SOPInstanceUID)),
                           instance_number=number, model=predictor.model_info)
             made.append((sc, full))
-    for ds, _ in made:  # highdicom builds plain Datasets: without a preamble dicomweb-client
-        if getattr(ds, "preamble", None) is None:  # sends no DICM header, Orthanc keeps the file
-            ds.preamble = b"\0" * 128  # so, and its WADO-RS answer then fails to parse
     watcher.pacs.store([ds for ds, _ in made])
     for ds, expected in made:
         back = list(watcher.pacs.retrieve(job.study_uid, str(ds.SeriesInstanceUID),
