@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medsight.errors import InvalidConfig
 
-__all__ = ["PASSWORD_ENV", "PacsConfig"]
+__all__ = ["PASSWORD_ENV", "PacsConfig", "beside", "read_mapping", "validated"]
+
+M = TypeVar("M", bound=BaseModel)
 
 PASSWORD_ENV = "MEDSIGHT_PACS_PASSWORD"
 _AE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _-.")
@@ -104,29 +106,45 @@ class PacsConfig(BaseModel):
     @classmethod
     def of(cls, values: dict[str, Any], where: str = "PACS configuration") -> PacsConfig:
         """Validated from a mapping, with a message that names `where` and each bad field."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'pacs'}: {e['msg']}"
-                                 for e in exc.errors())
-            raise InvalidConfig(f"{where}: {problems}") from None
-        except TypeError as exc:
-            raise InvalidConfig(f"{where}: {exc}") from None
+        return validated(cls, values, where, top="pacs")
 
     @classmethod
     def from_yaml(cls, path: Path | str, section: str | None = "pacs") -> PacsConfig:
         """Read from YAML: the ``pacs:`` mapping of the file (or the whole file without one)."""
         path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidConfig(f"cannot read PACS configuration {path}: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InvalidConfig(f"{path}: expected a mapping, got {type(doc).__name__}")
+        doc = read_mapping(path, "PACS configuration")
         values = doc.get(section, doc) if section else doc
         if not isinstance(values, dict):
             raise InvalidConfig(f"{path}: `{section}` must be a mapping")
-        base = path.parent
-        if values.get("password_file") is not None:
-            values = {**values, "password_file": base / Path(values["password_file"]).expanduser()}
-        return cls.of(values, where=str(path))
+        return cls.of(beside(values, path), where=str(path))
+
+
+def validated(model: type[M], values: dict[str, Any], where: str, top: str) -> M:
+    """`model` built from `values`; any problem is one `InvalidConfig` naming `where` and each
+    bad key by its path (`top` for the mapping itself)."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or top}: {e['msg']}"
+                             for e in exc.errors())
+        raise InvalidConfig(f"{where}: {problems}") from None
+    except TypeError as exc:
+        raise InvalidConfig(f"{where}: {exc}") from None
+
+
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in `path`, or an `InvalidConfig` that names the file and `what` it is."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidConfig(f"cannot read the {what} {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidConfig(f"{path}: the {what} must be a mapping, got {type(doc).__name__}")
+    return doc
+
+
+def beside(values: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A PACS mapping read from `path`: its `password_file` taken relative to the file's folder."""
+    if values.get("password_file") is None:
+        return values
+    return {**values, "password_file": path.parent / Path(values["password_file"]).expanduser()}

@@ -7,11 +7,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from medsight.errors import InvalidConfig
-from medsight.pacs.config import PacsConfig
+from medsight.pacs.config import PacsConfig, beside, read_mapping, validated
 
 __all__ = ["ModelRule", "Receive", "Rules", "WatchConfig", "WatchSettings", "Write"]
 
@@ -138,25 +136,13 @@ class WatchConfig(_Strict):
     @classmethod
     def of(cls, values: dict[str, Any], where: str = "watcher configuration") -> WatchConfig:
         """Validated from a mapping; the message names `where` and each bad key."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
-                                 for e in exc.errors())
-            raise InvalidConfig(f"{where}: {problems}") from None
+        return validated(cls, values, where, top="top level")
 
     @classmethod
     def from_yaml(cls, path: Path | str) -> WatchConfig:
         """Read a watcher YAML; `pacs.password_file` is relative to the file's folder."""
         path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidConfig(f"cannot read the watcher configuration {path}: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InvalidConfig(f"{path}: expected a mapping with pacs, watch and models")
-        pacs = doc.get("pacs")
-        if isinstance(pacs, dict) and pacs.get("password_file") is not None:
-            doc = {**doc, "pacs": {**pacs, "password_file":
-                                   path.parent / Path(pacs["password_file"]).expanduser()}}
+        doc = read_mapping(path, "watcher configuration (pacs, watch and models)")
+        if isinstance(doc.get("pacs"), dict):
+            doc = {**doc, "pacs": beside(doc["pacs"], path)}
         return cls.of(doc, where=str(path))
