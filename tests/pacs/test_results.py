@@ -244,3 +244,14 @@ def test_stow_and_wado_of_built_results(orthanc, predicted) -> None:
         pacs.close()
     check_sr(back, [finding])
     assert getattr(sr, "preamble", None) is None  # the caller's dataset is left as it was
+
+
+def test_no_patient_name_reaches_warnings_or_logs(predicted, recwarn) -> None:
+    """highdicom warns about odd person names by quoting them; building results must not."""
+    files, preds = predicted
+    source = _header(files[0])
+    _sr([Finding([source], preds[0])], "quiet")
+    build_sc(source, overlay_for(preds[0]), series_uid=result_uid("q", "series"),
+             instance_uid=result_uid("q", "sop"), model=preds[0].model)
+    said = " ".join(str(w.message) for w in recwarn.list)
+    assert str(source.PatientName) not in said and str(source.PatientID) not in said

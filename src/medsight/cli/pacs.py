@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from medsight.cli.app import app, console
-from medsight.pacs.config import PacsConfig
+
+if TYPE_CHECKING:  # the library loads when a pacs command runs, not with every `medsight` command
+    from medsight.pacs.config import PacsConfig
 
 pacs_app = typer.Typer(help="PACS: check the connection, pull studies into a local dataset, push "
                             "results back, watch for new series.", no_args_is_help=True)
@@ -34,6 +36,8 @@ def pacs_config(config: Path | None, url: str | None, user: str | None,
                 password_file: Path | None, ae_title: str | None, host: str | None,
                 port: int | None, calling_ae: str | None, scp_port: int | None) -> PacsConfig:
     """The connection from the YAML file (when given) with every given flag laid over it."""
+    from medsight.pacs.config import PacsConfig
+
     values: dict[str, Any] = {}
     if config is not None:
         values = PacsConfig.from_yaml(config).model_dump(exclude_unset=True)

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, Protocol
-
-from pydicom import Dataset
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from medsight.pacs.config import PacsConfig
+
+if TYPE_CHECKING:  # pydicom costs half a second to import: the CLI's start must not pay it
+    from pydicom import Dataset
 
 __all__ = ["LEVELS", "Level", "Pacs", "open_pacs"]
 

@@ -14,7 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from medsight.deploy.prediction import Prediction
 from medsight.errors import PacsError
-from medsight.pacs.sr import not_for_diagnosis
+from medsight.pacs.sr import no_names_in_warnings, not_for_diagnosis
 
 __all__ = ["DEFAULT_SC_SERIES_NUMBER", "build_sc", "overlay_for", "patient_orientation"]
 
@@ -55,13 +55,14 @@ def build_sc(source: Dataset, image_png: bytes, *, series_uid: str, instance_uid
     orientation = patient_orientation(source)
     spacing = source.get("PixelSpacing")
     same_grid = rgb.shape[:2] == (source.get("Rows"), source.get("Columns"))
-    sc = hd.sc.SCImage.from_ref_dataset(
-        ref_dataset=source, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
-        coordinate_system="PATIENT" if orientation else None, series_instance_uid=series_uid,
-        series_number=series_number, sop_instance_uid=instance_uid,
-        instance_number=instance_number, manufacturer="medsight",
-        pixel_spacing=tuple(float(v) for v in spacing) if spacing and same_grid else None,
-        patient_orientation=orientation, transfer_syntax_uid=ExplicitVRLittleEndian)
+    with no_names_in_warnings():
+        sc = hd.sc.SCImage.from_ref_dataset(
+            ref_dataset=source, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
+            coordinate_system="PATIENT" if orientation else None, series_instance_uid=series_uid,
+            series_number=series_number, sop_instance_uid=instance_uid,
+            instance_number=instance_number, manufacturer="medsight",
+            pixel_spacing=tuple(float(v) for v in spacing) if spacing and same_grid else None,
+            patient_orientation=orientation, transfer_syntax_uid=ExplicitVRLittleEndian)
     sc.BurnedInAnnotation = "YES"
     sc.SeriesDescription = (description or not_for_diagnosis(model or {}, "SC"))[:64]
     sc.ImageComments = "AI result, not verified by a clinician: NOT FOR DIAGNOSTIC USE"

@@ -6,7 +6,9 @@ as the observing device, UNVERIFIED and labelled not for diagnostic use."""
 from __future__ import annotations
 
 import uuid as uuid_lib
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -19,7 +21,7 @@ from medsight.errors import PacsError
 from medsight.pacs.uids import result_uid
 
 __all__ = ["CODING_SCHEME", "DEFAULT_SR_SERIES_NUMBER", "Finding", "build_sr", "class_code",
-           "device_uid", "not_for_diagnosis"]
+           "device_uid", "no_names_in_warnings", "not_for_diagnosis"]
 
 CODING_SCHEME = "99MEDSIGHT"  # private coding scheme for the model's classes and values
 DEFAULT_SR_SERIES_NUMBER = 9901
@@ -40,6 +42,15 @@ class Finding:
 
     sources: list[Dataset]
     prediction: Prediction
+
+
+@contextmanager
+def no_names_in_warnings() -> Iterator[None]:
+    """highdicom warns about a person name it finds oddly formed, quoting it: a patient's name
+    must not reach the logs that way, so that warning is silenced while results are built."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*unlikely to represent the intended person name")
+        yield
 
 
 def _meaning(text: str) -> str:
@@ -181,11 +192,13 @@ def build_sr(findings: Sequence[Finding], *, series_uid: str, instance_uid: str,
         manufacturer="medsight", purpose_of_reference=codes.DCM.ProcessingEquipment,
         manufacturer_model_name=_meaning(name), software_versions=_meaning(version),
         contribution_description="AI model inference; not verified by a clinician")
-    sr = hd.sr.ComprehensiveSR(
-        evidence=sources, content=report[0], series_instance_uid=series_uid,
-        series_number=series_number, sop_instance_uid=instance_uid, instance_number=instance_number,
-        manufacturer="medsight", is_complete=True, is_verified=False, institution_name=institution,
-        series_description=not_for_diagnosis(model, "SR"), contributing_equipment=[equipment])
+    with no_names_in_warnings():
+        sr = hd.sr.ComprehensiveSR(
+            evidence=sources, content=report[0], series_instance_uid=series_uid,
+            series_number=series_number, sop_instance_uid=instance_uid,
+            instance_number=instance_number, manufacturer="medsight", is_complete=True,
+            is_verified=False, institution_name=institution,
+            series_description=not_for_diagnosis(model, "SR"), contributing_equipment=[equipment])
     for item in sr.ContributingEquipmentSequence:  # highdicom adds its own and the source's too
         if item.Manufacturer == "medsight":
             item.DeviceUID = device_uid(model)
