@@ -255,3 +255,11 @@ def test_no_patient_name_reaches_warnings_or_logs(predicted, recwarn) -> None:
              instance_uid=result_uid("q", "sop"), model=preds[0].model)
     said = " ".join(str(w.message) for w in recwarn.list)
     assert str(source.PatientName) not in said and str(source.PatientID) not in said
+
+
+def test_a_stored_prediction_comes_back_whole(predicted) -> None:
+    """The watcher rebuilds the SR of a series cut short from the predictions it stored."""
+    _, preds = predicted
+    stored = preds[0].to_dict()
+    again = Prediction.from_dict(stored)
+    assert again.to_dict() == stored and again.heatmap is None

@@ -52,6 +52,17 @@ class Prediction:
     counts: dict[str, int] | None = None
     annotated_png: bytes | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Prediction:
+        """A prediction back from its `to_dict` form (a stored record): every field but the
+        arrays and pictures, which that form leaves out."""
+        return cls(source=d.get("path", ""), probabilities=dict(d.get("probabilities") or {}),
+                   label=d.get("label", ""), confidence=float(d.get("confidence", 0.0)),
+                   threshold=d.get("threshold"), warnings=list(d.get("warnings") or []),
+                   timings_ms=dict(d.get("timings_ms") or {}), input=dict(d.get("input") or {}),
+                   model=dict(d.get("model") or {}), heatmap_info=d.get("heatmap"),
+                   boxes=d.get("boxes"), counts=d.get("counts"))
+
     @property
     def is_detection(self) -> bool:
         return self.boxes is not None

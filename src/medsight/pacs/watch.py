@@ -24,7 +24,7 @@ from medsight.pacs.watch_config import ModelRule, WatchConfig
 from medsight.pacs.watch_results import write_results
 from medsight.pacs.watch_state import Job, WatchState
 
-__all__ = ["ModelRunner", "Outcome", "WatchReport", "Watcher", "dicom_bytes", "prediction_of"]
+__all__ = ["ModelRunner", "Outcome", "WatchReport", "Watcher", "dicom_bytes"]
 
 log = logging.getLogger(__name__)
 WATCHER_USER = "pacs-watcher"
@@ -94,15 +94,6 @@ def dicom_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
-
-
-def prediction_of(d: dict[str, Any]) -> Prediction:
-    """A stored prediction dict (`Prediction.to_dict`) back as a `Prediction` (no images)."""
-    return Prediction(source=d.get("path", ""), probabilities=dict(d.get("probabilities") or {}),
-                      label=d.get("label", ""), confidence=float(d.get("confidence", 0.0)),
-                      threshold=d.get("threshold"), warnings=list(d.get("warnings") or []),
-                      input=dict(d.get("input") or {}), model=dict(d.get("model") or {}),
-                      heatmap_info=d.get("heatmap"), boxes=d.get("boxes"), counts=d.get("counts"))
 
 
 def suspicion(predictor: Predictor, pred: Prediction) -> float:
@@ -254,7 +245,7 @@ class Watcher:
                 self.state.record(job.id, job.series_uid, pid, pred.to_dict())
                 done[job.series_uid] = (pid, pred.to_dict())
             sources = dict(zip(sops, map(_header_only, datasets), strict=True))
-            preds[job.series_uid] = prediction_of(done[job.series_uid][1])
+            preds[job.series_uid] = Prediction.from_dict(done[job.series_uid][1])
         else:
             for sop in sops:
                 ds = self._retrieve(job, sop)
@@ -263,7 +254,7 @@ class Watcher:
                     self.state.record(job.id, sop, pid, pred.to_dict())
                     done[sop] = (pid, pred.to_dict())
                 sources[sop] = _header_only(ds)
-                preds[sop] = prediction_of(done[sop][1])
+                preds[sop] = Prediction.from_dict(done[sop][1])
         results = write_results(self, job, rule, predictor, sources, preds)
         version = predictor.model_info.get("version")
         self.state.finish(job.id, results, {

@@ -16,7 +16,7 @@ from medsight.deploy.prediction import Prediction
 from medsight.deploy.predictor import Predictor
 from medsight.pacs.client import Pacs, open_pacs
 from medsight.pacs.scp import StorageSCP
-from medsight.pacs.watch import WATCHER_USER, Watcher, prediction_of
+from medsight.pacs.watch import WATCHER_USER, Watcher
 from medsight.pacs.watch_config import WatchConfig
 from medsight.pacs.watch_receive import ReceivedPacs
 from medsight.serve.db.pacs_state import PacsState
@@ -51,7 +51,8 @@ class ServiceRunner:
                 ) -> tuple[Prediction, str | None]:
         payload = _zip(data) if isinstance(data, list) else data
         view = asyncio.run(self.service.predict(self.user, payload, model, "pacs.predict", source))
-        return prediction_of({**view, "path": source.get("sop_uid") or source["series_uid"]}), view["id"]
+        path = source.get("sop_uid") or source["series_uid"]
+        return Prediction.from_dict({**view, "path": path}), view["id"]
 
     def explain(self, model: str, data: bytes | list[bytes]) -> Prediction:
         served = self.service.model(model)
