@@ -95,13 +95,13 @@ def test_a_corrupt_instance_fails_its_series_retries_then_stays_failed(
     assert _count(service, PacsSeriesRow, PacsSeriesRow.status == "done") == 1
 
 
-def _cli(*args, env=None):
+def _cli(*args):
     import os
     import subprocess
     import sys
 
     cmd = [sys.executable, "-c", "from medsight.cli import main; main()", "pacs", *args]
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -127,15 +127,13 @@ def test_a_watcher_killed_mid_series_finishes_it_after_a_restart_without_duplica
         ct_bundle, orthanc, ct_files, tmp_path):
     import time
 
-    from medsight.cli.pacs_watch import TEST_DELAY_ENV
-
     series, files = copied_series(ct_files, 5)
     orthanc.upload(files)
-    cfg = watch_yaml(tmp_path / "watch.yaml", orthanc, MODEL, write=["sr"])
+    cfg = watch_yaml(tmp_path / "watch.yaml", orthanc, MODEL, write=["sr"], pause_s=1)
     data = tmp_path / "data"
     db = data / "medsight.db"
     args = ("watch", str(cfg), "--bundle", str(ct_bundle), "--data-dir", str(data), "--once")
-    proc = _cli(*args, env={TEST_DELAY_ENV: "1"})
+    proc = _cli(*args)  # pause_s: 1 s after each instance, time to kill it mid-series
     deadline = time.monotonic() + 60
     while _sqlite_count(db, "SELECT COUNT(*) FROM pacs_instances") < 2:
         assert proc.poll() is None, proc.stdout.read()

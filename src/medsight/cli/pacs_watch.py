@@ -4,9 +4,7 @@ web service (same prediction path and database), and `medsight pacs jobs`: what 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +14,6 @@ from rich.table import Table
 from medsight.cli.app import console
 from medsight.cli.pacs import pacs_app
 
-TEST_DELAY_ENV = "MEDSIGHT_PACS_WATCH_TEST_DELAY_S"  # tests: seconds to wait after each prediction
 DataDirOpt = Annotated[Path, typer.Option(help="the service's data folder (database, images)")]
 DatabaseOpt = Annotated[str | None, typer.Option(
     help="database URL (default $MEDSIGHT_DATABASE_URL, else SQLite in --data-dir)")]
@@ -44,10 +41,6 @@ def watch(
                                     decode_workers=workers, max_wait_ms=0.0))
     try:
         watcher = service_watcher(service, cfg)
-        delay = float(os.environ.get(TEST_DELAY_ENV) or 0)
-        if delay > 0:  # lets a test kill the watcher mid-series
-            predict = watcher.runner.predict
-            watcher.runner.predict = lambda *a: (predict(*a), time.sleep(delay))[0]  # type: ignore[method-assign]
         try:
             if not once:
                 console.print(f"watching {watcher.name} every {cfg.watch.poll_s:g} s; Ctrl-C stops")

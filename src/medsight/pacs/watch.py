@@ -253,6 +253,8 @@ class Watcher:
                     pred, pid = self.runner.predict(rule.model, dicom_bytes(ds), self._source(job, sop))
                     self.state.record(job.id, sop, pid, pred.to_dict())
                     done[sop] = (pid, pred.to_dict())
+                    if self.config.watch.pause_s:
+                        time.sleep(self.config.watch.pause_s)
                 sources[sop] = _header_only(ds)
                 preds[sop] = Prediction.from_dict(done[sop][1])
         results = write_results(self, job, rule, predictor, sources, preds)

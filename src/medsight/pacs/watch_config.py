@@ -74,6 +74,8 @@ class WatchSettings(_Strict):
     query: dict[str, str] = Field(default_factory=dict, description="extra QIDO series keys")
     max_attempts: int = Field(3, ge=1, description="tries of a failing series before it stays failed")
     settle_s: float = Field(0.0, ge=0, description="a series must keep its instance count this long")
+    pause_s: float = Field(0.0, ge=0, description="seconds to wait after each instance predicted, "
+                           "to spare a busy PACS or a shared CPU")
     write: list[Write] = Field(default_factory=lambda: ["sr", "sc"])
     sc_max: int = Field(3, ge=0, description="most suspicious instances given a secondary capture")
     viewer_url: str | None = Field(None, description="study link template with {study_uid}")
