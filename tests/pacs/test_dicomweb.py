@@ -36,13 +36,20 @@ def encoded(ds: pydicom.Dataset) -> bytes:
     return buf.getvalue()
 
 
+def upload_ct(orthanc, files, slices: int) -> list[pydicom.Dataset]:
+    """The distinct instances of `files` and a `slices`-instance series added to the first one's
+    study, uploaded to Orthanc; the datasets."""
+    datasets = list({d.SOPInstanceUID: d for d in map(pydicom.dcmread, files)}.values())
+    datasets += ct_series(datasets[0], slices)
+    orthanc.upload([encoded(d) for d in datasets])
+    return datasets
+
+
 @pytest.fixture
 def uploaded(orthanc, ct_files):
     """The first 10 shared CT files in Orthanc (9 distinct instances: 9 studies, 9 series) and a
     3-instance series added to the first study: 9 studies, 10 series, 12 instances; the datasets."""
-    datasets = list({d.SOPInstanceUID: d for d in map(pydicom.dcmread, ct_files[:10])}.values())
-    datasets += ct_series(datasets[0], 3)
-    orthanc.upload([encoded(d) for d in datasets])
+    datasets = upload_ct(orthanc, ct_files[:10], 3)
     assert len(orthanc.instances()) == 12
     return datasets
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import csv
 
-import pydicom
 import pytest
 import yaml
-from pacs.test_dicomweb import ct_series, encoded
+from pacs.test_dicomweb import ct_series, encoded, upload_ct
 from typer.testing import CliRunner
 
 from medsight.cli import app
@@ -17,10 +16,7 @@ from medsight.cli import app
 @pytest.fixture
 def uploaded(orthanc, ct_files):
     """4 distinct CT studies (one instance each) plus a 2-slice series in the first study."""
-    datasets = list({d.SOPInstanceUID: d for d in map(pydicom.dcmread, ct_files[:4])}.values())
-    datasets += ct_series(datasets[0], 2)
-    orthanc.upload([encoded(d) for d in datasets])
-    return datasets
+    return upload_ct(orthanc, ct_files[:4], 2)
 
 
 def _flags(orthanc):

@@ -9,7 +9,7 @@ import csv
 import numpy as np
 import pydicom
 import pytest
-from pacs.test_dicomweb import ct_series, encoded
+from pacs.test_dicomweb import ct_series, encoded, upload_ct
 
 from medsight.data.open import open_source
 from medsight.errors import InvalidConfig, InvalidDataset, PacsError
@@ -41,10 +41,7 @@ def pacs(orthanc):
 @pytest.fixture
 def uploaded(orthanc, ct_files):
     """6 single-slice CT studies and a 4-slice series in the first: 6 studies, 10 instances."""
-    datasets = list({d.SOPInstanceUID: d for d in map(pydicom.dcmread, ct_files[:7])}.values())
-    datasets += ct_series(datasets[0], 4)
-    orthanc.upload([encoded(d) for d in datasets])
-    return datasets
+    return upload_ct(orthanc, ct_files[:7], 4)
 
 
 def _manifest(path):
