@@ -122,6 +122,25 @@ def run_experiment(cfg: ExperimentConfig, status: Status | None = None,
     `status` receives one-line stage messages; `progress` is handed to estimators that report
     training progress (neural networks: a `TrainEvent` per batch and epoch).
     """
+    from medsight.train import distributed
+
+    group = distributed.current()
+    if group is not None and not group.is_main:
+        # ranks other than 0 train alongside rank 0 but write nothing shared: a private scratch
+        # folder of their own, removed when they are done
+        import shutil
+        import tempfile
+
+        scratch = tempfile.mkdtemp(prefix=f"medsight-rank{group.rank}-")
+        try:
+            return _run_experiment(cfg.model_copy(update={"output": scratch}), status, progress)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _run_experiment(cfg, status, progress)
+
+
+def _run_experiment(cfg: ExperimentConfig, status: Status | None,
+                    progress: Callable | None) -> RunResult:
     say = status or (lambda msg: log.info(msg))
     started = time.perf_counter()
     out = Path(cfg.output)

@@ -23,24 +23,57 @@ def train(
         "--set", metavar="KEY=VALUE",
         help="Override any config key, dotted (model.params.epochs=1); VALUE is read as YAML. "
              "Repeatable.")] = None,
+    nproc: Annotated[int, typer.Option(
+        help="Train on N local processes (torchrun, DistributedDataParallel); batch_size is "
+             "then the global batch.")] = 1,
+    max_restarts: Annotated[int, typer.Option(
+        help="With --nproc: torchrun restarts of a failed job, resuming from the last "
+             "checkpoint (needs model.params.checkpoint_dir).")] = 0,
 ) -> None:
     """Train and evaluate the configured model(s); writes a run folder with report.html."""
+    from medsight.cli.distributed import launch, worker_overrides
     from medsight.config import load_config
     from medsight.experiment import run_experiment
+    from medsight.train import distributed
 
+    if nproc > 1 and not distributed.launched():
+        launch(nproc, max_restarts, ["train", str(config), *_passthrough(data, out, set_ or [])])
+        return
     overrides = set_overrides(set_ or [])  # --data and --out win over --set
     if data is not None:
         overrides["data.source"] = data
     if out is not None:
         overrides["output"] = str(out)
     cfg = load_config(config, overrides)
-    result = run_with_progress(cfg, run_experiment)
+    group = distributed.init_from_env()
+    if group is not None:
+        cfg = worker_overrides(cfg)
+        distributed.rank_logging(group)
+    try:
+        if group is None or group.is_main:
+            result = run_with_progress(cfg, run_experiment)
+        else:
+            result = run_experiment(cfg)
+    finally:
+        distributed.shutdown()
+    if group is not None and not group.is_main:
+        return
     if result.metrics.get("task") == "detection":
         print_detection_metrics(result.metrics, result.model_label)
     else:
         print_metrics(result.metrics, result.model_label)
     console.print(f"[green]run folder[/] {result.out_dir}  ·  report {result.report}  ·  "
                   f"{result.seconds:.0f} s")
+
+
+def _passthrough(data: str | None, out: Path | None, pairs: list[str]) -> list[str]:
+    """The options of this `train` call, for the workers torchrun starts."""
+    args = [a for pair in pairs for a in ("--set", pair)]
+    if data is not None:
+        args += ["--data", data]
+    if out is not None:
+        args += ["--out", str(out)]
+    return args
 
 
 def print_detection_metrics(metrics: dict, model: str) -> None:

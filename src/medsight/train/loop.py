@@ -26,6 +26,7 @@ from torch import nn
 
 from medsight.data.dataset import Task
 from medsight.errors import InvalidConfig
+from medsight.train import distributed
 from medsight.train.augment import BatchAugment
 from medsight.train.checkpoint import (
     LAST,
@@ -211,7 +212,15 @@ class Validation:
         self.flips = flips
 
     def __call__(self, model: nn.Module, settings: RunSettings) -> dict[str, float]:
-        proba = predict_proba(model, self.data, self.loss, settings, self.batch_size, self.flips)
+        group = distributed.current()
+        if group is None:
+            proba = predict_proba(model, self.data, self.loss, settings, self.batch_size,
+                                  self.flips)
+        else:  # each rank scores rows rank::world; the whole set is put back together
+            n = len(self.data)
+            part = predict_proba(model, self.data, self.loss, settings, self.batch_size,
+                                 self.flips, rows=range(group.rank, n, group.world))
+            proba = distributed.gather_rows(part, n, group)
         targets = self.data.targets
         assert targets is not None
         scores: dict[str, float] = {"loss": _prob_loss(proba, targets, self.loss)}
@@ -265,6 +274,7 @@ class Trainer:
         self.validation = validation
         self.callback = callback
         self.round_index = round_index
+        self._ddp: nn.Module | None = None
         if validation is None and config.patience:
             log.warning("early stopping (patience=%s) is off: no validation data", config.patience)
 
@@ -276,11 +286,16 @@ class Trainer:
     def fit(self, train: CachedImages) -> FitResult:
         """Train on `train` (rows with targets); returns the best weights and the history."""
         cfg, model, settings = self.config, self.model, self.settings
+        group = distributed.current()
         loader_gen = torch.Generator().manual_seed(cfg.seed)
-        loader = make_loader(
-            train, cfg.batch_size, shuffle=True, generator=loader_gen,
-            num_workers=cfg.num_workers, pin_memory=settings.pin_memory,
-        )
+        if group is None:
+            loader = make_loader(
+                train, cfg.batch_size, shuffle=True, generator=loader_gen,
+                num_workers=cfg.num_workers, pin_memory=settings.pin_memory,
+            )
+        else:
+            loader = distributed.sharded_loader(train, cfg.batch_size, loader_gen, group,
+                                                cfg.num_workers, settings.pin_memory)
         steps = max(1, len(loader))
         optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay,
                                     cfg.nesterov)
@@ -292,8 +307,13 @@ class Trainer:
         history: list[dict[str, Any]] = []
         start_epoch, stopped, resumed_from = 0, False, None
         ckpt_path = self.checkpoint_path
-        if cfg.resume and ckpt_path is not None and ckpt_path.is_file():
-            ckpt = load_checkpoint(ckpt_path)
+        ckpt = None
+        if cfg.resume and ckpt_path is not None and (group is None or group.is_main):
+            ckpt = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+        if cfg.resume and group is not None:  # rank 0 reads; the others get it by broadcast
+            ckpt = distributed.broadcast(ckpt)
+        if ckpt is not None:
+            assert ckpt_path is not None
             self._check_resumable(ckpt, ckpt_path)
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -305,6 +325,7 @@ class Trainer:
             start_epoch = resumed_from = int(ckpt["epoch"])
             stopped = bool(ckpt["stopped"])
 
+        self._ddp = None if group is None else distributed.wrap_model(model, group)
         epoch = start_epoch
         while epoch < cfg.epochs and not stopped:
             record = self._train_epoch(epoch, loader, optimizer, scheduler, scaler, steps)
@@ -327,7 +348,9 @@ class Trainer:
             if cfg.patience and self.validation is not None and st.bad_epochs >= cfg.patience:
                 stopped = epoch < cfg.epochs
                 record["stopped_early"] = stopped
-            if ckpt_path is not None:
+            if group is not None:  # the same decision on every rank
+                stopped = distributed.broadcast(stopped)
+            if ckpt_path is not None and (group is None or group.is_main):
                 save_checkpoint(ckpt_path, {
                     "format": CHECKPOINT_FORMAT,
                     "fingerprint": cfg.fingerprint,
@@ -360,15 +383,21 @@ class Trainer:
         self.objective.start_epoch(epoch)
         total, seen = 0.0, 0
         lr = optimizer.param_groups[0]["lr"]
+        group = distributed.current()
+        net = model if self._ddp is None else self._ddp
         for b, (x, y, rows) in enumerate(loader):
             optimizer.zero_grad(set_to_none=True)
-            loss = self.objective.batch_loss(model, x, y, rows, self.settings)
+            loss = self.objective.batch_loss(net, x, y, rows, self.settings)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss became {float(loss)} at epoch {epoch + 1}, batch {b + 1}: "
                     "lower the learning rate or check the input scaling"
                 )
-            scaler.scale(loss).backward()
+            if group is None:
+                scaler.scale(loss).backward()
+            else:  # DDP averages gradients over ranks: weight by this rank's share of the batch
+                share = len(y) * group.world / distributed.global_count(len(y), loss.device)
+                scaler.scale(loss * share).backward()
             if cfg.grad_clip:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -380,6 +409,9 @@ class Trainer:
             seen += n
             self._emit(TrainEvent("batch", epoch + 1, cfg.epochs, b + 1, steps, total / seen,
                                   None, lr, self.round_index))
+        if group is not None:  # the epoch's loss over the whole global batches
+            total, seen_all = distributed.sum_over_ranks(total, seen)
+            seen = int(seen_all)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "round": self.round_index,

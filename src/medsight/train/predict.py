@@ -25,12 +25,15 @@ def map_batches(
     settings: RunSettings,
     batch_size: int,
     width: int,
+    rows: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """(N, width) float64 rows of ``fn(batch)`` for every cached image, in order."""
+    """(N, width) float64 rows of ``fn(batch)`` for every cached image (or the `rows` given),
+    in order."""
+    order = list(range(len(data))) if rows is None else list(rows)
     out = []
     with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            x, _, _ = data[list(range(start, min(start + batch_size, len(data))))]
+        for start in range(0, len(order), batch_size):
+            x, _, _ = data[order[start:start + batch_size]]
             x = settings.to_device(x, x.ndim - 2)
             with settings.autocast():
                 out.append(fn(x).float().cpu().numpy())
@@ -46,8 +49,10 @@ def predict_proba(
     settings: RunSettings,
     batch_size: int = 256,
     flips: Sequence[FlipView] | None = None,
+    rows: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Probabilities for every cached image (mean over the flip views when `flips` is given)."""
+    """Probabilities for every cached image, or the `rows` given (mean over the flip views when
+    `flips` is given)."""
     model.eval()
     prob = ProbabilityModel(model, loss.task, loss.coral, flips)
-    return map_batches(prob, data, settings, batch_size, loss.num_classes)
+    return map_batches(prob, data, settings, batch_size, loss.num_classes, rows)
