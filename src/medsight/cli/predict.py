@@ -1,8 +1,10 @@
 """`medsight predict --bundle B PATH... --out results.json`: predict files, folders and DICOM series
-with a bundle; unreadable inputs are reported with their reason and make the exit code 1."""
+with a bundle, in this process's decode pool or (``--engine ray``) on a Ray cluster; unreadable
+inputs are reported with their reason and make the exit code 1."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,13 +15,18 @@ from medsight.cli.app import app, console, err_console
 from medsight.cli.progress import progress_bar
 
 
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command("predict")
 def predict(
     paths: Annotated[list[Path], typer.Argument(help="image files, folders (recursive), DICOM series")],
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="model bundle (.msb or folder)")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help=(
-        "results file: .json or .csv; a detector also writes X.coco.json and X_annotated/*.png "
-        "beside it"))] = None,
+        "results file: .json, .csv or .parquet (--engine ray: .parquet); a detector also writes "
+        "X.coco.json and X_annotated/*.png beside it"))] = None,
     report_dir: Annotated[Path | None, typer.Option(
         help="write one printable HTML report per input and an index.html here")] = None,
     heatmaps: Annotated[bool | None, typer.Option(
@@ -30,17 +37,39 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="images per runtime call")] = 32,
     allow_unsigned: Annotated[bool, typer.Option(
         help="run an unsigned bundle (a model you trained yourself); results say so")] = False,
+    engine: Annotated[Engine, typer.Option(
+        help="local: this machine; ray: a pool of Ray actors (pip install 'medsight[ray]')")
+    ] = Engine.local,
+    address: Annotated[str | None, typer.Option(
+        help="--engine ray: the Ray cluster to join (host:port); default: start a local one")
+    ] = None,
+    actors: Annotated[int | None, typer.Option(
+        help="--engine ray: predicting actors (default: one per CPU of the cluster)")] = None,
 ) -> None:
     """Predict with a bundle, offline: the bundle's signature and every hash, and your licence
     (`medsight activate`), are checked first. Files are decoded in worker processes."""
-    from medsight.deploy.batch import predict_paths
     from medsight.deploy.licence_store import LicenceStore
 
-    with progress_bar("predicting") as update:
-        summary = predict_paths(bundle, paths, out=out, report_dir=report_dir, heatmaps=heatmaps,
-                                workers=workers, timeout_s=timeout, memory_mb=memory_mb,
-                                batch_size=batch_size, progress=lambda d, t: update(d, t),
-                                licences=LicenceStore(), allow_unsigned=allow_unsigned)
+    if engine is Engine.ray:
+        if out is None or report_dir is not None or heatmaps:
+            raise typer.BadParameter("--engine ray writes one results file: give --out "
+                                     "results.parquet (reports and heatmaps: --engine local)")
+        from medsight.deploy.batch_ray import predict_paths_ray
+
+        with progress_bar("predicting on Ray") as update:
+            summary = predict_paths_ray(bundle, paths, out, address=address, actors=actors,
+                                        timeout_s=timeout, memory_mb=memory_mb,
+                                        batch_size=batch_size, progress=lambda d, t: update(d, t),
+                                        licences=LicenceStore(), allow_unsigned=allow_unsigned)
+    else:
+        from medsight.deploy.batch import predict_paths
+
+        with progress_bar("predicting") as update:
+            summary = predict_paths(bundle, paths, out=out, report_dir=report_dir,
+                                    heatmaps=heatmaps, workers=workers, timeout_s=timeout,
+                                    memory_mb=memory_mb, batch_size=batch_size,
+                                    progress=lambda d, t: update(d, t), licences=LicenceStore(),
+                                    allow_unsigned=allow_unsigned)
     if summary.entitlement:
         console.print(summary.entitlement, highlight=False)
     show_results(summary)

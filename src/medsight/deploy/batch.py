@@ -1,5 +1,7 @@
-"""Predict many inputs in one streaming pass: files and folders in, a JSON or CSV results file and
-optional HTML reports out, unreadable inputs reported with their reason (``medsight predict``).
+"""Predict many inputs in one streaming pass: files and folders in, a JSON, CSV or Parquet results
+file and optional HTML reports out, unreadable inputs reported with their reason (``medsight
+predict``). The Parquet layout (`medsight.deploy.results_parquet`) is the one the Ray engine
+(`medsight.deploy.batch_ray`) writes too.
 
 With a detector bundle the results also hold each input's boxes and counts, and beside a results
 file ``X.json`` (or ``X.csv``) go ``X.coco.json`` (COCO: ``images``, ``categories`` and one
@@ -27,6 +29,7 @@ from medsight.deploy.report import ReportWriter
 from medsight.errors import InvalidConfig, MedsightError
 
 FORMATS = {".json": "json", ".csv": "csv"}
+PARQUET = ".parquet"
 KEPT_ROWS = 20  # results kept in the summary for display; the file holds them all
 
 
@@ -61,7 +64,7 @@ class ResultsWriter:
         self.path = Path(path)
         self.format = FORMATS.get(self.path.suffix.lower())
         if self.format is None:
-            raise InvalidConfig(f"--out {self.path}: use a .json or .csv file name")
+            raise InvalidConfig(f"--out {self.path}: use a .json, .csv or .parquet file name")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] = self.path.open("w", encoding="utf-8", newline="")
         self._count = 0
@@ -128,6 +131,17 @@ class DetectionFiles:
         self.coco_path.write_text(json.dumps(self.doc, allow_nan=False), encoding="utf-8")
 
 
+def open_results(path: str | os.PathLike[str], classes: list[str], detection: bool = False,
+                 heatmap: bool = False) -> Any:
+    """The results writer for `path`'s suffix: `ResultsWriter` (.json, .csv) or, for .parquet,
+    `ParquetResultsWriter` (whose columns include ``heatmap`` when heatmaps are drawn)."""
+    if Path(path).suffix.lower() == PARQUET:
+        from medsight.deploy.results_parquet import ParquetResultsWriter
+
+        return ParquetResultsWriter(path, classes, detection, heatmap)
+    return ResultsWriter(path, classes, detection)
+
+
 def failure_row(source: str, reason: str) -> dict[str, Any]:
     """The results-file object of an input that could not be predicted."""
     return {"path": source, "label": None, "probabilities": None, "confidence": None,
@@ -171,11 +185,13 @@ def predict_paths(
                               batch_size=batch_size)
         extra = entitled.warnings if entitled else []
         detector = predictor.detection is not None
-        writer = ResultsWriter(out, predictor.classes, detector) if out is not None else None
+        want_heat = bool(report_dir) if heatmaps is None else heatmaps
+        writer = (open_results(out, predictor.classes, detector, want_heat and not detector)
+                  if out is not None else None)
         boxes = DetectionFiles(writer.path, predictor.classes) if writer and detector else None
         reports = ReportWriter(Path(report_dir), predictor.bundle.manifest) if report_dir else None
-        want_heat = bool(report_dir) if heatmaps is None else heatmaps
         want_heat = want_heat or boxes is not None  # a detector's picture: its boxes drawn
+        finished = False
         try:
             def skip(_path: str) -> None:
                 summary.skipped += 1
@@ -192,8 +208,11 @@ def predict_paths(
                 _record(summary, source_label(item), result, writer, reports, boxes)
                 if progress is not None:
                     progress(summary.n, total)
+            finished = True
         finally:
-            if writer is not None:
+            if writer is not None and not finished and hasattr(writer, "abort"):
+                writer.abort()  # an atomic (Parquet) file is never left half written
+            elif writer is not None:
                 writer.close()
                 summary.out = writer.path
             if boxes is not None:

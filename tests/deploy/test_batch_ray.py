@@ -1,0 +1,173 @@
+"""`medsight predict --engine ray` on a real local Ray cluster of 2 CPUs: the same rows as the local
+engine (same inputs, exactly equal probabilities, same errors) in the same Parquet layout, exactly
+one row per input when an actor is SIGKILLed mid-job, `--address` joining a running cluster from
+the CLI, and a clear message when Ray is not installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import shared_path
+from deploy.run_pngs import write_test_pngs
+from typer.testing import CliRunner
+
+from medsight.cli import app
+from medsight.deploy.batch import predict_paths
+from medsight.deploy.batch_ray import INSTALL_HINT, predict_paths_ray
+from medsight.deploy.licence_store import LicenceStore
+
+pytestmark = pytest.mark.xdist_group("deploy_runs")
+ray = pytest.importorskip("ray", reason="Ray is a dev dependency (medsight[ray])")
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> str:
+    """A local Ray cluster of 2 CPUs (loopback, no dashboard) for this module; its GCS address."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    context = ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                       object_store_memory=256 << 20, logging_level="WARNING")
+    yield context.address_info["address"]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(classical_run, tmp_path_factory) -> list[Path]:
+    """The classical run's test split as PNGs, a truncated DICOM from the shared corpus and a
+    file that is no image at all (the last two: error rows)."""
+    folder = tmp_path_factory.mktemp("ray_inputs")
+    write_test_pngs(classical_run, folder / "pngs")
+    (folder / "pngs" / "notes.bin").write_bytes(b"not an image, just bytes\n" * 4)
+    return [folder / "pngs", shared_path("dicom", "edge_cases", "MR_truncated.dcm")]
+
+
+def _rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def _without_timings(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "timings_ms"} for r in rows]
+
+
+def test_ray_gives_the_local_engines_rows(ray_address, classical_run, bundle_of, inputs,
+                                          tmp_path) -> None:
+    bundle = bundle_of(classical_run)
+    local = predict_paths(bundle, inputs, out=tmp_path / "local.parquet", batch_size=4)
+    predict_paths(bundle, inputs, out=tmp_path / "local.json", batch_size=4)
+    remote = predict_paths_ray(bundle, inputs, tmp_path / "ray.parquet", batch_size=3,
+                               licences=LicenceStore(tmp_path / "licences"), allow_unsigned=True)
+    local_rows, ray_rows = _rows(tmp_path / "local.parquet"), _rows(tmp_path / "ray.parquet")
+    n_png = len(list((inputs[0]).glob("*.png")))
+    assert len(ray_rows) == len(local_rows) == n_png + 2 and remote.n == local.n == n_png + 2
+    assert [r["path"] for r in ray_rows] == [r["path"] for r in local_rows]  # same order too
+    errors = {r["path"]: r["error"] for r in ray_rows if r["error"] is not None}
+    assert set(errors) == {str(inputs[0] / "notes.bin"), str(inputs[1])}
+    assert errors == {r["path"]: r["error"] for r in local_rows if r["error"] is not None}
+    assert all(e.startswith("cannot read image") for e in errors.values())
+    assert sorted(remote.failures) == sorted(local.failures) and remote.ok == n_png
+    for mine, theirs in zip(ray_rows, local_rows, strict=True):
+        assert mine["probabilities"] == theirs["probabilities"]  # exactly equal floats
+        assert mine["label"] == theirs["label"] and mine["confidence"] == theirs["confidence"]
+        assert mine["input"] == theirs["input"] and mine["model"] == theirs["model"]
+        if mine["error"] is None:  # the unsigned run says so, as the local CLI does
+            assert mine["warnings"][-1].startswith("unsigned bundle")
+            assert mine["warnings"][:-1] == theirs["warnings"]
+    # the Parquet rows hold the JSON output's fields and values (missing ones as nulls)
+    as_json = json.loads((tmp_path / "local.json").read_text())
+    for row, obj in zip(_without_timings(local_rows), as_json, strict=True):
+        assert {k: row[k] for k in obj if k != "timings_ms"} == {
+            k: v for k, v in obj.items() if k != "timings_ms"}
+        assert all(row[k] is None for k in set(row) - set(obj))
+    predicted = next(r for r in local_rows if r["error"] is None)
+    assert set(predicted["timings_ms"]) >= {"read", "preprocess", "inference", "total"}
+    assert not list(tmp_path.glob(".*.tmp"))  # written under a temporary name, then renamed
+
+
+def _actor_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"_PredictActor" in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_killed_actor_loses_no_row_and_duplicates_none(ray_address, classical_run, bundle_of,
+                                                         inputs, tmp_path) -> None:
+    """240 inputs in batches of 4 over 2 actors; one actor is SIGKILLed once 12 rows are written:
+    its batch is re-run on a new actor and every input still has exactly one row."""
+    pngs = sorted(inputs[0].glob("*.png"))
+    folder = tmp_path / "many"
+    folder.mkdir()
+    copies = {}
+    for k in range(240):
+        src = pngs[k % len(pngs)]
+        dst = folder / f"{k:04d}_{src.name}"
+        shutil.copyfile(src, dst)
+        copies[str(dst)] = str(src)
+    bundle = bundle_of(classical_run)
+    reference = {r["path"]: r for r in _rows(_local(bundle, inputs[0], tmp_path))}
+    killed: list[tuple[int, int]] = []
+
+    def kill_one(done: int, total: int | None) -> None:
+        if not killed and done >= 12:
+            pid = _actor_pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append((pid, done))
+
+    out = tmp_path / "many.parquet"
+    predict_paths_ray(bundle, [folder], out, batch_size=4, progress=kill_one)
+    assert killed and killed[0][1] < 240  # the kill landed in the middle of the job
+    assert killed[0][0] not in _actor_pids()  # and the actor was replaced
+    rows = _rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(copies)  # no duplicate, none missing
+    for r in rows:
+        assert r["error"] is None
+        assert r["probabilities"] == reference[copies[r["path"]]]["probabilities"]
+
+
+def _local(bundle: Path, folder: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "reference.parquet"
+    predict_paths(bundle, [folder], out=out)
+    return out
+
+
+def test_cli_joins_a_running_cluster_with_address(ray_address, classical_run, bundle_of, inputs,
+                                                 tmp_path) -> None:
+    out = tmp_path / "cli.parquet"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "medsight", "predict", "-b", str(bundle_of(classical_run)),
+         *map(str, inputs), "--out", str(out), "--engine", "ray", "--address", ray_address,
+         "--allow-unsigned"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr  # two inputs could not be predicted
+    assert "2 failed" in done.stdout and "MR_truncated.dcm" in done.stderr
+    rows = _rows(out)
+    assert len(rows) == len(list(inputs[0].glob("*.png"))) + 2
+    assert sum(r["error"] is not None for r in rows) == 2
+
+
+def test_without_ray_the_message_says_how_to_install_it(classical_run, bundle_of, tmp_path,
+                                                        monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    result = CliRunner().invoke(app, ["predict", "-b", str(bundle_of(classical_run)),
+                                      str(tmp_path), "-o", str(tmp_path / "r.parquet"),
+                                      "--engine", "ray", "--allow-unsigned"])
+    assert result.exit_code != 0 and INSTALL_HINT in str(result.exception)
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_importing_medsight_and_the_ray_engine_does_not_import_ray() -> None:
+    code = ("import sys, medsight, medsight.cli.predict, medsight.deploy.batch_ray; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
