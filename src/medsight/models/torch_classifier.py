@@ -36,7 +36,13 @@ from medsight.models.torch_inference import ProbabilityModel, TorchModel
 from medsight.models.torch_run import MODEL_FILE, PREPROCESS_FILE, STATE_FILE, TorchRun
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import AugmentConfig, BatchAugment, flip_variants
-from medsight.train.data import CachedImages, ImageCache, targets_tensor
+from medsight.train.data import (
+    CACHE_MODES,
+    CachedImages,
+    ImageCache,
+    cache_images,
+    targets_tensor,
+)
 from medsight.train.device import RunSettings, seed_everything
 from medsight.train.loop import (
     Callback,
@@ -88,9 +94,14 @@ class TorchClassifier(TorchRun, MedsightEstimator):
         num_workers,
         load_workers (threads decoding images), cache_dtype ("auto", "uint8", "float16",
         "float32"), eval_batch_size.
+    cache: where preprocessed training images live: "memory" (default), "disk" (memory-mapped
+        files under cache_dir, reused by later runs and folds: `medsight.train.disk_cache`) or
+        "stream" (decoded again for every batch, in the num_workers DataLoader processes).
+        cache_dir: the disk cache folder (None: $XDG_CACHE_HOME/medsight/images).
     progress: a callable receiving `TrainEvent`s (the library never prints).
     The run-only settings (`run_only`: device, precision, threads, channels_last, num_workers,
-    load_workers, eval_batch_size, checkpoint_dir, resume, progress) say how a run executes;
+    load_workers, cache, cache_dir, eval_batch_size, checkpoint_dir, resume, progress) say how a
+    run executes;
     they are not saved with the model, so a model trained on a GPU loads on a CPU-only machine.
 
     Learned attributes (besides the protocol's ``task_``, ``classes_``, ``threshold_``):
@@ -105,7 +116,7 @@ class TorchClassifier(TorchRun, MedsightEstimator):
     kind: ClassVar[str] = "torch"
     run_only: ClassVar[frozenset[str]] = frozenset({
         "device", "precision", "threads", "channels_last", "num_workers", "load_workers",
-        "eval_batch_size", "checkpoint_dir", "resume", "progress"})
+        "cache", "cache_dir", "eval_batch_size", "checkpoint_dir", "resume", "progress"})
 
     @classmethod
     def _not_training(cls) -> frozenset[str]:
@@ -152,6 +163,8 @@ class TorchClassifier(TorchRun, MedsightEstimator):
         num_workers: int = 0,
         load_workers: int = 1,
         cache_dtype: str = "auto",
+        cache: str = "memory",
+        cache_dir: str | None = None,
         eval_batch_size: int | None = None,
         progress: Callback | None = None,
     ):
@@ -190,6 +203,8 @@ class TorchClassifier(TorchRun, MedsightEstimator):
         self.num_workers = num_workers
         self.load_workers = load_workers
         self.cache_dtype = cache_dtype
+        self.cache = cache
+        self.cache_dir = cache_dir
         self.eval_batch_size = eval_batch_size
         self.progress = progress
         self._unlabeled: Dataset | None = None
@@ -214,6 +229,8 @@ class TorchClassifier(TorchRun, MedsightEstimator):
             raise InvalidConfig(
                 f"tta must be true/false or a list of hflip/vflip/dflip, got {self.tta!r}"
             )
+        if self.cache not in CACHE_MODES:
+            raise InvalidConfig(f"cache must be one of {list(CACHE_MODES)}, got {self.cache!r}")
         self._check_run_params()
 
     # -- protocol ------------------------------------------------------------------------------
@@ -373,8 +390,8 @@ class TorchClassifier(TorchRun, MedsightEstimator):
         if self.progress is not None:
             def progress(done: int, total: int) -> None:
                 self.progress(TrainEvent(f"load_{what}", 0, self.epochs, done, total, float("nan")))
-        return ImageCache.build(dataset, self.preprocess_, self.cache_dtype,
-                                workers=self.load_workers, progress=progress)
+        return cache_images(dataset, self.preprocess_, self.cache_dtype, self.cache,
+                            self.cache_dir, workers=self.load_workers, progress=progress)
 
     def _check_shape(self, cache: ImageCache, name: str) -> None:
         if list(cache.sample_shape) != list(self.input_shape_):

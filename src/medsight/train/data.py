@@ -1,15 +1,20 @@
-"""Medsight Datasets as torch data: a compact in-memory image cache, targets and batch loaders.
+"""Medsight Datasets as torch data: a compact image cache, targets and batch loaders.
 
 Images are decoded and preprocessed once (through `medsight.models.inputs.load_arrays`, the one
 preprocessing path) in chunks, and kept as uint8 when that is lossless (8-bit sources such as
 MedMNIST, PNG, JPEG, before or after /255 scaling) or as float16 otherwise: a quarter or a half
 of float32, so an epoch never decodes a file again and peak memory is the cache plus one chunk.
 Unreadable images are skipped and reported by `ImageCache.errors`, never silently dropped.
+`cache_images` picks where the rows live: in memory (the default), in a memory-mapped disk cache
+reused across runs (`medsight.train.disk_cache`), or nowhere: decoded again for every batch
+(`medsight.train.streaming`), for sets that even the disk should not hold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,10 +27,20 @@ from medsight.io.image import Image
 from medsight.models.inputs import iter_arrays
 
 CACHE_DTYPES = ("auto", "uint8", "float16", "float32")
+CACHE_MODES = ("memory", "disk", "stream")
 ImageTransform = Callable[[Image], Image]
 LoadProgress = Callable[[int, int], None]
 
 _FLOAT16_MAX = 65504.0
+
+
+class RowSource(Protocol):
+    """Encoded cache rows that are not one in-memory tensor (several disk segments, or images
+    decoded on demand): ``shape`` is (rows, *sample shape), ``source[rows]`` a tensor of them."""
+
+    shape: tuple[int, ...]
+
+    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor: ...
 
 
 class ImageCache:
@@ -33,15 +48,22 @@ class ImageCache:
 
     ``index[i]`` is the dataset position of cached row i (unreadable records have no row);
     ``errors`` lists ``(ref, reason)`` of the skipped ones. `batch(rows)` returns float32.
+    ``data`` is a tensor (in memory, or over a memory-mapped file) or a `RowSource`;
+    ``decoded`` counts the records decoded to build the cache (0: all reused from disk);
+    ``stats`` (mean, std per channel) is given when the builder already computed them.
     """
 
-    def __init__(self, data: torch.Tensor, mode: str, index: np.ndarray,
-                 errors: list[tuple[str, str]] | None = None, n_records: int | None = None):
+    def __init__(self, data: torch.Tensor | RowSource, mode: str, index: np.ndarray,
+                 errors: list[tuple[str, str]] | None = None, n_records: int | None = None,
+                 decoded: int | None = None,
+                 stats: tuple[np.ndarray, np.ndarray] | None = None):
         self.data = data
         self.mode = mode  # "uint8" (integers 0..255), "unit8" (k/255), "float16", "float32"
         self.index = np.asarray(index, dtype=np.int64)
         self.errors = list(errors or [])
         self.n_records = len(self.index) if n_records is None else int(n_records)
+        self.decoded = decoded
+        self.stats = stats
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -65,18 +87,18 @@ class ImageCache:
             errors.extend(chunk.errors)
             if len(chunk.x) == 0:
                 continue
-            chunk_mode = _best_mode(chunk.x) if dtype == "auto" else _fixed_mode(dtype, chunk.x)
+            this = chunk_mode(dtype, chunk.x)
             if mode is None:
-                mode = chunk_mode
-            elif chunk_mode != mode:
-                wider = _widen(mode, chunk_mode)
+                mode = this
+            elif this != mode:
+                wider = _widen(mode, this)
                 parts = [_encode(_decode_np(p, mode), wider) for p in parts]
                 mode = wider
             parts.append(_encode(chunk.x, mode))
             index.append(chunk.indices[chunk.ok])
         assert mode is not None  # iter_arrays raised when nothing was readable
         data = torch.from_numpy(np.concatenate(parts) if len(parts) > 1 else parts[0])
-        return cls(data, mode, np.concatenate(index), errors, len(dataset))
+        return cls(data, mode, np.concatenate(index), errors, len(dataset), len(dataset))
 
     @classmethod
     def from_array(cls, x: np.ndarray, dtype: str = "auto") -> ImageCache:
@@ -103,7 +125,16 @@ class ImageCache:
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.element_size() * self.data.nelement())
+        """Bytes of the encoded rows (in memory, or mapped from disk); 0 when streamed."""
+        if isinstance(self.data, torch.Tensor):
+            return int(self.data.element_size() * self.data.nelement())
+        return int(getattr(self.data, "nbytes", 0))
+
+    def tensor(self) -> torch.Tensor:
+        """Every encoded row as one tensor (read into memory unless it already is a tensor)."""
+        if isinstance(self.data, torch.Tensor):
+            return self.data
+        return self.data[torch.arange(len(self))]
 
     def batch(self, rows: torch.Tensor | np.ndarray | list[int]) -> torch.Tensor:
         """Float32 images of the given cache rows."""
@@ -123,14 +154,16 @@ class ImageCache:
                 "use the same preprocess (resize) for both"
             )
         mode = self.mode if self.mode == other.mode else _widen(self.mode, other.mode)
-        a = self.data if self.mode == mode else torch.from_numpy(
-            _encode(_decode_np(self.data.numpy(), self.mode), mode))
-        b = other.data if other.mode == mode else torch.from_numpy(
-            _encode(_decode_np(other.data.numpy(), other.mode), mode))
+        a = self.tensor() if self.mode == mode else torch.from_numpy(
+            _encode(_decode_np(self.tensor().numpy(), self.mode), mode))
+        b = other.tensor() if other.mode == mode else torch.from_numpy(
+            _encode(_decode_np(other.tensor().numpy(), other.mode), mode))
         return ImageCache(torch.cat([a, b]), mode, np.concatenate([self.index, other.index]))
 
     def channel_stats(self, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and standard deviation over all cached pixels (float64)."""
+        if self.stats is not None:
+            return self.stats
         c = self.channels
         total = np.zeros(c)
         sq = np.zeros(c)
@@ -146,7 +179,56 @@ class ImageCache:
         return mean, np.sqrt(var)
 
 
+def cache_images(
+    dataset: Dataset,
+    preprocess: ImageTransform | None = None,
+    dtype: str = "auto",
+    cache: str = "memory",
+    cache_dir: str | Path | None = None,
+    chunk_size: int = 512,
+    workers: int = 1,
+    progress: LoadProgress | None = None,
+) -> ImageCache:
+    """The `ImageCache` of `dataset` where `cache` says: ``"memory"`` (`ImageCache.build`),
+    ``"disk"`` (memory-mapped files under `cache_dir`, reused by later runs and folds) or
+    ``"stream"`` (one scan for readability and statistics; every batch decoded again)."""
+    if cache == "memory":
+        return ImageCache.build(dataset, preprocess, dtype, chunk_size, workers, progress)
+    if cache == "disk":
+        from medsight.train.disk_cache import build_disk_cache
+
+        return build_disk_cache(dataset, preprocess, dtype, cache_dir, chunk_size, workers,
+                                progress)
+    if cache == "stream":
+        from medsight.train.streaming import scan_for_streaming
+
+        return scan_for_streaming(dataset, preprocess, dtype, chunk_size, workers, progress)
+    raise InvalidConfig(f"cache {cache!r} is not one of {list(CACHE_MODES)}")
+
+
 # -- encoding ---------------------------------------------------------------------------------
+def chunk_mode(dtype: str, x: np.ndarray) -> str:
+    """The encoding a chunk of preprocessed pixels needs under the `dtype` setting."""
+    if dtype not in CACHE_DTYPES:
+        raise InvalidConfig(f"cache dtype {dtype!r} is not one of {list(CACHE_DTYPES)}")
+    return _best_mode(x) if dtype == "auto" else _fixed_mode(dtype, x)
+
+
+def encode(x: np.ndarray, mode: str) -> np.ndarray:
+    """Float pixels in a cache encoding (`decode` inverts it)."""
+    return _encode(x, mode)
+
+
+def decode(data: np.ndarray, mode: str) -> np.ndarray:
+    """Float32 pixels of encoded cache rows."""
+    return _decode_np(data, mode)
+
+
+def widen(a: str, b: str) -> str:
+    """The narrowest encoding holding values of both encodings."""
+    return _widen(a, b)
+
+
 def _best_mode(x: np.ndarray) -> str:
     """The smallest lossless encoding of `x`, float16 when none is (float32 if out of range)."""
     if x.size and np.isfinite(x).all():
