@@ -23,10 +23,10 @@ T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
 
 
 def test_shipped_revisions():
-    assert migrate.head_revision() == "0005"
+    assert migrate.head_revision() == "0006"
     names = sorted(p.name for p in (migrate.MIGRATIONS / "versions").glob("*.py"))
     assert names == ["0001_initial.py", "0002_reviews.py", "0003_licences.py",
-                     "0004_detections.py", "0005_pacs.py"]
+                     "0004_detections.py", "0005_pacs.py", "0006_rate_buckets.py"]
     assert (migrate.MIGRATIONS / "env.py").exists() and (migrate.MIGRATIONS / "script.py.mako").exists()
 
 
@@ -44,7 +44,7 @@ def test_from_empty_to_head_matches_the_tables(db_url, tmp_path):
         assert diffs == []
         with Store.open(tmp_path, db_url):  # reopening an up-to-date database changes nothing
             pass
-        assert migrate.current_revision(engine) == "0005"
+        assert migrate.current_revision(engine) == "0006"
     finally:
         engine.dispose()
 
@@ -78,7 +78,7 @@ def test_from_0001_with_data_to_head_keeps_it(db_url, tmp_path):
     engine.dispose()
 
     with Store.open(tmp_path, db_url) as store:  # upgrades 0001 -> head
-        assert migrate.current_revision(store._engine) == "0005"
+        assert migrate.current_revision(store._engine) == "0006"
         alice = store.list_users()[0]
         assert (alice.name, alice.role) == ("alice", "clinician")
         [key] = store.list_keys()
@@ -101,7 +101,7 @@ def test_down_to_0001_and_up_again(db_url, tmp_path):
         store.create_key("alice")
         migrate.downgrade(store._engine, "0001")
         assert migrate.current_revision(store._engine) == "0001"
-        assert {"reviews", "licences"}.isdisjoint(inspect(store._engine).get_table_names())
+        assert {"reviews", "licences", "rate_buckets"}.isdisjoint(inspect(store._engine).get_table_names())
         assert "last_used" not in {c["name"] for c in inspect(store._engine).get_columns("api_keys")}
     with Store.open(tmp_path, db_url) as store:
         assert store.list_users() == [alice] and len(store.list_keys()) == 1
@@ -125,5 +125,5 @@ def test_concurrent_first_starts_migrate_once(db_url, tmp_path):
         t.join()
     assert errors == []
     engine = make_engine(resolve_url(tmp_path, db_url))
-    assert migrate.current_revision(engine) == "0005"
+    assert migrate.current_revision(engine) == "0006"
     engine.dispose()

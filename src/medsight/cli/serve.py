@@ -1,5 +1,10 @@
 """`medsight serve --bundle B [--bundle B2 ...] --host H --port P --data-dir D`: the online
-diagnostic service (FastAPI on uvicorn), bound to loopback unless told otherwise."""
+diagnostic service (FastAPI on uvicorn), bound to loopback unless told otherwise.
+
+Scaling out: `--processes N` runs N service processes on the one port (uvicorn workers, a crashed
+one replaced); on several machines, run one `medsight serve` per machine behind a load balancer.
+Either way, more than one process needs PostgreSQL (`--database-url`) and one shared data folder.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Annotated
 import typer
 
 from medsight.cli.app import app, console, err_console
+from medsight.errors import InvalidConfig
 
 
 def _is_loopback(host: str) -> bool:
@@ -46,6 +52,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     watch_pacs: Annotated[Path | None, typer.Option(
         help="run the PACS watcher of this YAML in the service (see medsight pacs watch)")] = None,
+    processes: Annotated[int, typer.Option(
+        min=1, help="service processes sharing the port (more than 1 needs PostgreSQL)")] = 1,
 ) -> None:
     """Serve bundles over HTTP: upload an image, get a report (API, OpenAPI page at /docs, web page at /)."""
     import uvicorn
@@ -64,6 +72,9 @@ def serve(
                              decode_memory_mb=decode_memory_mb, max_upload_mb=max_upload_mb,
                              max_pixels=max_pixels, rate_per_minute=rate_limit,
                              licence_days=licence_days, watch_pacs=watch_pacs)
+    if processes > 1:
+        _serve_processes(settings, processes, host, port, log_level)
+        return
     application = create_app(settings)
     svc = application.state.service
     for model in svc.models.values():
@@ -73,4 +84,33 @@ def serve(
     console.print(f"listening on http://{host}:{port} (web page /, API docs /docs); Ctrl-C stops",
                   highlight=False)
     uvicorn.run(application, host=host, port=port, log_level=log_level.lower(), access_log=False,
+                server_header=False, timeout_graceful_shutdown=10)
+
+
+def _serve_processes(settings, processes: int, host: str, port: int, log_level: str) -> None:
+    """N uvicorn workers, each its own `Service`, sharing the PostgreSQL database (records, audit
+    chain, rate limits) and the data folder; the schema is migrated once here, before they start."""
+    import os
+
+    import uvicorn
+
+    from medsight.serve.db import Store
+    from medsight.serve.db.engine import resolve_url
+    from medsight.serve.settings import SETTINGS_ENV
+
+    if resolve_url(settings.data_dir, settings.database_url).get_backend_name() != "postgresql":
+        raise InvalidConfig(f"--processes {processes} needs PostgreSQL (--database-url or "
+                            "MEDSIGHT_DATABASE_URL): the processes share rate limits and the audit "
+                            "chain through it. With SQLite, serve one process")
+    if settings.watch_pacs is not None:
+        raise InvalidConfig("--watch-pacs runs the PACS watcher in one process only: serve it with "
+                            "--processes 1, or run `medsight pacs watch` beside the service")
+    with Store.open(settings.data_dir, settings.database_url) as store:
+        shown = store.url_for_display
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    console.print(f"database: {shown}; data: {settings.data_dir}")
+    console.print(f"listening on http://{host}:{port} with {processes} processes (web page /, "
+                  "API docs /docs); Ctrl-C stops", highlight=False)
+    uvicorn.run("medsight.serve.app:app_from_environment", factory=True, workers=processes,
+                host=host, port=port, log_level=log_level.lower(), access_log=False,
                 server_header=False, timeout_graceful_shutdown=10)

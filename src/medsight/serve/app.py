@@ -5,6 +5,7 @@ the decode workers; routes live in `routes_*` modules."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,7 +25,7 @@ from medsight.serve import (
 )
 from medsight.serve.middleware import ServiceMiddleware
 from medsight.serve.service import Service, ServiceError
-from medsight.serve.settings import ServeSettings
+from medsight.serve.settings import SETTINGS_ENV, ServeSettings
 
 log = logging.getLogger("medsight.serve")
 
@@ -67,6 +68,15 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of `medsight serve --processes N` (a uvicorn factory): the
+    settings come from $MEDSIGHT_SERVE_SETTINGS, written by the parent process."""
+    text = os.environ.get(SETTINGS_ENV)
+    if not text:
+        raise RuntimeError(f"${SETTINGS_ENV} is not set: start the service with `medsight serve`")
+    return create_app(ServeSettings.from_json(text))
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:

@@ -25,7 +25,7 @@ from medsight.io.decode_pool import DecodePool
 from medsight.serve.db.store import Store, User
 from medsight.serve.image_store import ImageStore
 from medsight.serve.metrics import ServiceMetrics
-from medsight.serve.rate_limit import RateLimiter
+from medsight.serve.rate_limit import rate_limiter
 from medsight.serve.secrets import service_secret
 from medsight.serve.served_model import ServedModel
 from medsight.serve.settings import ServeSettings
@@ -90,7 +90,7 @@ class Service:
                                timeout_s=settings.decode_timeout_s,
                                memory_mb=settings.decode_memory_mb)
         self.pool.start()
-        self.limiter = RateLimiter(settings.rate_per_minute)
+        self.limiter = rate_limiter(self.store, settings.rate_per_minute)
         self.in_flight = 0
 
     def close(self) -> None:

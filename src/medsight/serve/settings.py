@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medsight.errors import InvalidConfig
 
 DATABASE_URL_ENV = "MEDSIGHT_DATABASE_URL"
+SETTINGS_ENV = "MEDSIGHT_SERVE_SETTINGS"  # how `medsight serve --processes N` hands them to its workers
 
 if TYPE_CHECKING:
     from medsight.serve.local_mode import LocalMode
@@ -65,3 +67,25 @@ class ServeSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    def to_json(self) -> str:
+        """These settings as JSON, for the worker processes of `medsight serve --processes N`
+        (which serve no local app: `local` cannot travel)."""
+        if self.local is not None:
+            raise InvalidConfig("the local app runs in one process; its settings are not shared")
+        doc = asdict(self)
+        doc.pop("local")
+        doc["bundles"] = [str(b) for b in self.bundles]
+        doc["data_dir"] = str(self.data_dir)
+        doc["watch_pacs"] = None if self.watch_pacs is None else str(self.watch_pacs)
+        return json.dumps(doc)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        """The settings `to_json` wrote (checked again)."""
+        doc = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(doc) - known
+        if unknown:
+            raise InvalidConfig(f"unknown service settings {sorted(unknown)}")
+        return cls(**{**doc, "watch_pacs": Path(doc["watch_pacs"]) if doc.get("watch_pacs") else None})

@@ -30,6 +30,7 @@ from medsight.serve import auth
 from medsight.serve.db import migrate
 from medsight.serve.db.audit import PG_LOCK_KEY, AuditReport, append_entries, verify_chain
 from medsight.serve.db.engine import WRITE_OPTION, display_url, make_engine, resolve_url
+from medsight.serve.db.rate_buckets import take_token
 from medsight.serve.db.tables import (
     ApiKey,
     AuditEntry,
@@ -636,6 +637,20 @@ class Store:
             s.flush()
             append_entries(s, [audit])
             return _licence_dict(row)
+
+    # -- shared rate limits ------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this database at once as peers (PostgreSQL): state
+        such as rate limits must then live in it rather than in one process."""
+        return self._engine.dialect.name == "postgresql"
+
+    def take_rate_token(self, client: str, rate: float, burst: float) -> float:
+        """Take a token from `client`'s bucket in the database (see `db.rate_buckets`): 0.0 when
+        taken, else the seconds to wait. PostgreSQL only (`shared`)."""
+        with self._engine.begin() as conn:
+            return take_token(conn, client, rate, burst)
 
     # -- audit -------------------------------------------------------------------------------
 

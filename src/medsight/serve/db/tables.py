@@ -38,6 +38,7 @@ __all__ = [
     "PacsInstanceRow",
     "PacsSeriesRow",
     "PredictionRow",
+    "RateBucketRow",
     "ReviewRow",
     "SessionRow",
     "UTCDateTime",
@@ -268,3 +269,15 @@ class PacsInstanceRow(Base):
     prediction_id: Mapped[str | None] = mapped_column(ForeignKey("predictions.id"))
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RateBucketRow(Base):
+    """One client's token bucket (`rate_limit.SharedRateLimiter`): the tokens left at `updated`,
+    and whether the request that last updated it was `allowed`."""
+
+    __tablename__ = "rate_buckets"
+
+    client: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime)
+    allowed: Mapped[bool] = mapped_column(Boolean)

@@ -1,0 +1,35 @@
+"""Token buckets in the database, so service replicas share one allowance per client.
+
+One `INSERT ... ON CONFLICT DO UPDATE ... RETURNING` per request: PostgreSQL locks the client's
+row for the statement, refills its tokens for the time since the last request (by the database's
+clock, the same for every replica), takes one if there is one and says whether it did. Two
+replicas updating the same bucket at once run one after the other, never on the same old value.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+__all__ = ["take_token"]
+
+_ELAPSED = "GREATEST(0, EXTRACT(EPOCH FROM statement_timestamp() - b.updated))"
+_AVAILABLE = f"LEAST(CAST(:burst AS double precision), b.tokens + {_ELAPSED} * :rate)"
+_TAKE = text(f"""
+INSERT INTO rate_buckets AS b (client, tokens, updated, allowed)
+VALUES (:client, CAST(:burst AS double precision) - 1, statement_timestamp(), true)
+ON CONFLICT (client) DO UPDATE SET
+    tokens = CASE WHEN {_AVAILABLE} >= 1 THEN {_AVAILABLE} - 1 ELSE {_AVAILABLE} END,
+    allowed = {_AVAILABLE} >= 1,
+    updated = GREATEST(b.updated, statement_timestamp())
+RETURNING tokens, allowed
+""")
+
+
+def take_token(conn: Connection, client: str, rate: float, burst: float) -> float:
+    """Take one token from `client`'s bucket (refilled at `rate` per second up to `burst`, full
+    when new): 0.0 when taken, else the seconds until one is there. PostgreSQL only."""
+    if conn.dialect.name != "postgresql":
+        raise NotImplementedError("shared rate buckets need PostgreSQL (one SQLite-backed process "
+                                  "uses the in-process limiter)")
+    tokens, allowed = conn.execute(_TAKE, {"client": client, "rate": rate, "burst": burst}).one()
+    return 0.0 if allowed else (1.0 - tokens) / rate
