@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_module
 from PIL import Image as PILImage
 
 from medsight.data.sources.folder import from_class_folders
@@ -22,19 +23,8 @@ from medsight.errors import InvalidConfig
 from medsight.preprocess import Preprocess
 from medsight.train.data import ImageCache, cache_images
 
-CHAIN = [{"resize": {"size": [12, 12]}}]
-
-
-def write_pngs(root: Path, n: int, size: int = 16, seed: int = 0) -> Path:
-    """`n` random 8-bit PNGs in two class folders (half each)."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        folder = root / ("normal", "lesion")[i % 2]
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = rng.integers(0, 256, (size, size), dtype=np.uint8)
-        PILImage.fromarray(pixels).save(folder / f"{i:04d}.png")
-    return root
-
+_helpers = load_module("png_folders", Path(__file__).resolve().parent / "png_folders.py")
+CHAIN, write_pngs = _helpers.CHAIN, _helpers.write_pngs
 
 def _all(cache: ImageCache) -> torch.Tensor:
     return cache.batch(np.arange(len(cache)))
