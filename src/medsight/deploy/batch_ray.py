@@ -44,7 +44,7 @@ from medsight.deploy.results_parquet import ParquetResultsWriter
 from medsight.errors import InvalidConfig, MedsightError
 
 INSTALL_HINT = "pip install 'medsight[ray]'"
-ROWS_PER_BLOCK = 8  # batches per Ray Data block: enough blocks to keep every actor busy
+BATCHES_PER_BLOCK = 8  # per Ray Data block, and at least one block per actor: every actor busy
 LOCAL_OBJECT_STORE_MB = 512  # a local cluster's object store: bounded, Ray Data backpressures
 
 
@@ -155,9 +155,9 @@ def _predicted_rows(ray: Any, bundle: str | os.PathLike[str], items: list[Input]
         return
     encoded = [{"i": i, "item": _encode(item)} for i, item in enumerate(items)]
     bundle_ref = ray.put(bundle_bytes(read_bundle(bundle)))
-    per_block = batch_size * ROWS_PER_BLOCK
+    blocks = min(len(items), max(actors, -(-len(items) // (batch_size * BATCHES_PER_BLOCK))))
     with _data_context(DataContext.get_current()):
-        ds = ray.data.from_items(encoded, override_num_blocks=max(1, -(-len(items) // per_block)))
+        ds = ray.data.from_items(encoded, override_num_blocks=blocks)
         del encoded
         ds = ds.map_batches(
             _PredictActor, batch_size=batch_size, batch_format="numpy",
