@@ -3,8 +3,11 @@ they start at once on an empty database (one migration), a licence issued by one
 revoked through the other, a client's rate limit is one allowance across both, and 50 concurrent
 uploads spread over both with one replica killed (SIGKILL) in the middle lose nothing: every 201
 is stored once and read back the same through the survivor, the failed ones got a connection error
-and go through on retry, ids are unique and the audit chain verifies. Also: processes creating the
-signing key of an empty data folder at once end up with one key."""
+and go through on retry, ids are unique and the audit chain verifies. Replica A is
+`medsight serve --processes 2`: a worker killed there is replaced while the port keeps answering.
+Also: processes creating the signing key of an empty data folder at once end up with one key,
+concurrent takes from one shared rate bucket never over-grant, and `--processes 2` is refused on
+SQLite and with the PACS watcher."""
 
 from __future__ import annotations
 
@@ -296,3 +299,23 @@ def test_several_processes_are_refused_on_sqlite_and_with_the_pacs_watcher(tmp_p
                                    "--watch-pacs", str(tmp_path / "watch.yaml")])
     assert isinstance(out.exception, InvalidConfig) and "one process only" in str(out.exception)
     assert not (tmp_path / "medsight.db").exists()  # refused before anything was opened
+
+
+def test_concurrent_takes_from_one_shared_bucket_never_grant_more_than_it_holds(postgres_server,
+                                                                              tmp_path) -> None:
+    from medsight.serve.rate_limit import SharedRateLimiter
+
+    url = postgres_server.create_database()
+    stores = [Store.open(tmp_path, url), Store.open(tmp_path, url)]  # two engines, as two replicas
+    try:
+        limiters = [SharedRateLimiter(s, per_minute=60, burst=20) for s in stores]  # 1 token a second
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            waits = list(pool.map(lambda i: limiters[i % 2].check("key:shared"), range(80)))
+        elapsed = time.monotonic() - started
+        granted = sum(w == 0.0 for w in waits)
+        assert 20 <= granted <= 20 + elapsed + 1, (granted, elapsed)
+        assert all(0 < w <= 1.0 for w in waits if w)  # a refused request waits for one token
+    finally:
+        for s in stores:
+            s.close()
