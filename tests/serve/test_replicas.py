@@ -316,6 +316,10 @@ def test_concurrent_takes_from_one_shared_bucket_never_grant_more_than_it_holds(
         granted = sum(w == 0.0 for w in waits)
         assert 20 <= granted <= 20 + elapsed + 1, (granted, elapsed)
         assert all(0 < w <= 1.0 for w in waits if w)  # a refused request waits for one token
+        assert stores[0].prune_rate_buckets(idle_s=60.0) == 0  # in use: kept
+        time.sleep(0.05)
+        assert stores[1].prune_rate_buckets(idle_s=0.01) == 1  # idle (as if full again): forgotten
+        assert limiters[0].check("key:shared") == 0.0
     finally:
         for s in stores:
             s.close()

@@ -57,18 +57,25 @@ class RateLimiter:
 
 
 class SharedRateLimiter:
-    """`RateLimiter`'s buckets kept in the service database, shared by every replica using it."""
+    """`RateLimiter`'s buckets kept in the service database, shared by every replica using it;
+    buckets idle long enough to be full again are deleted every `PRUNE_EVERY_S`."""
+
+    PRUNE_EVERY_S = 600.0
 
     def __init__(self, store: Store, per_minute: int, burst: int | None = None) -> None:
         self.store = store
         self.rate = per_minute / 60.0
         self.burst = float(burst) if burst is not None else default_burst(per_minute)
+        self._pruned = time.monotonic()
 
     def check(self, client: str) -> float:
         """0.0 when the request may go on (and is counted), else the seconds to wait. A database
         error lets the request go on (logged): the limit protects the service, it does not
         decide who may use it."""
         try:
+            if time.monotonic() - self._pruned > self.PRUNE_EVERY_S:
+                self._pruned = time.monotonic()
+                self.store.prune_rate_buckets(self.burst / self.rate)
             return self.store.take_rate_token(client, self.rate, self.burst)
         except SQLAlchemyError as exc:
             log.warning("rate limit of %s not checked (database error: %s)", client,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-__all__ = ["take_token"]
+__all__ = ["prune_idle", "take_token"]
 
 _ELAPSED = "GREATEST(0, EXTRACT(EPOCH FROM statement_timestamp() - b.updated))"
 _AVAILABLE = f"LEAST(CAST(:burst AS double precision), b.tokens + {_ELAPSED} * :rate)"
@@ -23,6 +23,7 @@ ON CONFLICT (client) DO UPDATE SET
     updated = GREATEST(b.updated, statement_timestamp())
 RETURNING tokens, allowed
 """)
+_PRUNE = text("DELETE FROM rate_buckets WHERE updated < statement_timestamp() - make_interval(secs => :idle)")
 
 
 def take_token(conn: Connection, client: str, rate: float, burst: float) -> float:
@@ -33,3 +34,9 @@ def take_token(conn: Connection, client: str, rate: float, burst: float) -> floa
                                   "uses the in-process limiter)")
     tokens, allowed = conn.execute(_TAKE, {"client": client, "rate": rate, "burst": burst}).one()
     return 0.0 if allowed else (1.0 - tokens) / rate
+
+
+def prune_idle(conn: Connection, idle_s: float) -> int:
+    """Delete the buckets untouched for `idle_s` seconds (burst / rate: full again, the same as
+    no row); how many. PostgreSQL only."""
+    return conn.execute(_PRUNE, {"idle": float(idle_s)}).rowcount

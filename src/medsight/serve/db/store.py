@@ -30,7 +30,7 @@ from medsight.serve import auth
 from medsight.serve.db import migrate
 from medsight.serve.db.audit import PG_LOCK_KEY, AuditReport, append_entries, verify_chain
 from medsight.serve.db.engine import WRITE_OPTION, display_url, make_engine, resolve_url
-from medsight.serve.db.rate_buckets import take_token
+from medsight.serve.db.rate_buckets import prune_idle, take_token
 from medsight.serve.db.tables import (
     ApiKey,
     AuditEntry,
@@ -651,6 +651,11 @@ class Store:
         taken, else the seconds to wait. PostgreSQL only (`shared`)."""
         with self._engine.begin() as conn:
             return take_token(conn, client, rate, burst)
+
+    def prune_rate_buckets(self, idle_s: float) -> int:
+        """Forget the rate buckets untouched for `idle_s` seconds (full again); how many."""
+        with self._engine.begin() as conn:
+            return prune_idle(conn, idle_s)
 
     # -- audit -------------------------------------------------------------------------------
 
