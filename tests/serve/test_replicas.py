@@ -118,6 +118,13 @@ def test_replicas_started_at_once_migrate_the_empty_database_once(replicas) -> N
 
 def test_a_killed_worker_process_is_replaced_and_the_port_keeps_answering(replicas) -> None:
     (a, _), _, _ = replicas
+    counted = a.metrics()["medsight_requests_total"]
+    for _ in range(20):  # new connections, spread over the workers by the kernel
+        with a.client("admin") as admin:
+            assert admin.get("/v1/models").status_code == 200
+    # /metrics sums over every worker, whichever answers (and counts the scrape before it)
+    assert a.metrics()["medsight_requests_total"] >= counted + 21
+    counted = a.metrics()["medsight_requests_total"]
     before = _workers(a)
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
@@ -125,6 +132,8 @@ def test_a_killed_worker_process_is_replaced_and_the_port_keeps_answering(replic
         for _ in range(6):
             r = admin.get("/v1/models")
             assert r.status_code == 200, r.text
+    assert a.metrics()["medsight_requests_total"] >= counted + 7  # the dead worker's counts kept
+    assert "pid=" not in httpx.get(a.url + "/metrics").text
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(_workers(a) - {victim}) < 2:
         time.sleep(0.2)

@@ -91,11 +91,14 @@ def _serve_processes(settings, processes: int, host: str, port: int, log_level: 
     """N uvicorn workers, each its own `Service`, sharing the PostgreSQL database (records, audit
     chain, rate limits) and the data folder; the schema is migrated once here, before they start."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
 
     from medsight.serve.db import Store
     from medsight.serve.db.engine import resolve_url
+    from medsight.serve.metrics import MULTIPROC_ENV
     from medsight.serve.settings import SETTINGS_ENV
 
     if resolve_url(settings.data_dir, settings.database_url).get_backend_name() != "postgresql":
@@ -108,9 +111,14 @@ def _serve_processes(settings, processes: int, host: str, port: int, log_level: 
     with Store.open(settings.data_dir, settings.database_url) as store:
         shown = store.url_for_display
     os.environ[SETTINGS_ENV] = settings.to_json()
+    metrics_dir = tempfile.mkdtemp(prefix="medsight-metrics-")  # 0700: the workers' metric files
+    os.environ[MULTIPROC_ENV] = metrics_dir
     console.print(f"database: {shown}; data: {settings.data_dir}")
     console.print(f"listening on http://{host}:{port} with {processes} processes (web page /, "
                   "API docs /docs); Ctrl-C stops", highlight=False)
-    uvicorn.run("medsight.serve.app:app_from_environment", factory=True, workers=processes,
-                host=host, port=port, log_level=log_level.lower(), access_log=False,
-                server_header=False, timeout_graceful_shutdown=10)
+    try:
+        uvicorn.run("medsight.serve.app:app_from_environment", factory=True, workers=processes,
+                    host=host, port=port, log_level=log_level.lower(), access_log=False,
+                    server_header=False, timeout_graceful_shutdown=10)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
