@@ -97,7 +97,7 @@ def replicas(postgres_server, tmp_path_factory: pytest.TempPathFactory, serve_bu
         yield servers, url, open_bundle(bundle).manifest
     finally:
         for server in servers:
-            server.stop(signal.SIGKILL)
+            server.stop()
 
 
 def test_replicas_started_at_once_migrate_the_empty_database_once(replicas) -> None:
@@ -275,6 +275,23 @@ def test_uploads_over_both_replicas_survive_one_being_killed(replicas) -> None:
                  and e["status"] == 201}
     assert set(ids) <= predicted
     assert "Traceback" not in a.log_text(), a.log_text()
+
+
+def test_killing_the_parent_of_several_processes_ends_its_workers(replicas) -> None:
+    (a, _), _, _ = replicas
+    workers = _workers(a)
+    assert len(workers) == 2
+    metrics_dir = next(v.split(b"=", 1)[1].decode() for v in
+                       Path(f"/proc/{min(workers)}/environ").read_bytes().split(b"\0")
+                       if v.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
+    a.stop(signal.SIGKILL)  # no shutdown of any kind: the workers must not go on holding the port
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{p}").exists() for p in workers)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(a.url + "/healthz", timeout=5)
+    shutil.rmtree(metrics_dir)  # the killed parent could not remove it
 
 
 def test_processes_making_the_first_signing_key_at_once_agree_on_one(tmp_path) -> None:

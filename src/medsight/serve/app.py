@@ -72,11 +72,27 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
 
 def app_from_environment() -> FastAPI:
     """The app of one worker process of `medsight serve --processes N` (a uvicorn factory): the
-    settings come from $MEDSIGHT_SERVE_SETTINGS, written by the parent process."""
+    settings come from $MEDSIGHT_SERVE_SETTINGS, written by the parent process, and the worker
+    ends with its parent, even a killed one (a worker left behind would hold the port)."""
     text = os.environ.get(SETTINGS_ENV)
     if not text:
         raise RuntimeError(f"${SETTINGS_ENV} is not set: start the service with `medsight serve`")
+    _end_with_parent()
     return create_app(ServeSettings.from_json(text))
+
+
+def _end_with_parent() -> None:
+    """SIGTERM this process when its parent dies (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
