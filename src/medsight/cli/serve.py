@@ -11,12 +11,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from medsight.cli.app import app, console, err_console
 from medsight.errors import InvalidConfig
+
+if TYPE_CHECKING:
+    from medsight.serve.settings import ServeSettings
 
 
 def _is_loopback(host: str) -> bool:
@@ -87,7 +90,7 @@ def serve(
                 server_header=False, timeout_graceful_shutdown=10)
 
 
-def _serve_processes(settings, processes: int, host: str, port: int, log_level: str) -> None:
+def _serve_processes(settings: ServeSettings, processes: int, host: str, port: int, log_level: str) -> None:
     """N uvicorn workers, each its own `Service`, sharing the PostgreSQL database (records, audit
     chain, rate limits) and the data folder; the schema is migrated once here, before they start."""
     import os
