@@ -29,10 +29,12 @@ def worker_overrides(cfg):
     """A torchrun restart resumes: every network model with a checkpoint_dir gets resume=True."""
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
         return cfg
-    models = []
-    for spec in cfg.models:
-        params = dict(spec.params)
-        if params.get("checkpoint_dir"):
-            params["resume"] = True
-        models.append(spec.model_copy(update={"params": params}))
-    return cfg.model_copy(update={"models": models})
+
+    def resuming(spec):
+        if not spec.params.get("checkpoint_dir"):
+            return spec
+        return spec.model_copy(update={"params": {**spec.params, "resume": True}})
+
+    if cfg.model is not None:
+        return cfg.model_copy(update={"model": resuming(cfg.model)})
+    return cfg.model_copy(update={"candidates": [resuming(s) for s in cfg.candidates]})

@@ -63,7 +63,14 @@ def init_from_env(backend: str | None = None, timeout_s: int = TIMEOUT_S) -> Gro
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         if backend == "nccl":
             torch.cuda.set_device(local)
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        # torchrun's store outlives a restart of the workers, and with it the previous attempt's
+        # gloo addresses: a restarted rank would dial a dead peer. Keys are kept per attempt.
+        timeout = timedelta(seconds=timeout_s)
+        store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"medsight/attempt_{attempt}", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world,
+                                timeout=timeout)
     group = current()
     assert group is not None
     return group
