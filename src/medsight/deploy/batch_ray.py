@@ -17,7 +17,8 @@ failed job never leaves duplicated or partial results. An unreadable input is a 
 ``error``, the same reason the local engine gives. The bundle is verified and the licence checked
 on the driver (as locally); the actors get the bundle's bytes through the object store and verify
 them again, so the nodes of a cluster need no shared filesystem for it (the inputs must be
-readable at the same paths on every node).
+readable at the same paths on every node). A detector's boxes and counts are columns of the file;
+its COCO file and annotated images are the local engine's.
 
 Ray is an optional extra (``pip install 'medsight[ray]'``) imported only when this engine runs.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -45,11 +47,17 @@ from medsight.errors import InvalidConfig, MedsightError
 
 INSTALL_HINT = "pip install 'medsight[ray]'"
 BATCHES_PER_BLOCK = 8  # per Ray Data block, and at least one block per actor: every actor busy
+SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 LOCAL_OBJECT_STORE_MB = 512  # a local cluster's object store: bounded, Ray Data backpressures
 
 
-def import_ray() -> Any:
-    """The ``ray`` module, or an `InvalidConfig` saying how to install it."""
+def import_ray(loopback: bool = False) -> Any:
+    """The ``ray`` module, or an `InvalidConfig` saying how to install it. With `loopback` (a
+    local cluster is to be started) and Ray not imported yet, Ray is put in its single-node mode
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read when Ray is imported): its GCS, raylet and
+    workers then listen on 127.0.0.1 only, not on every interface."""
+    if loopback and "ray" not in sys.modules:
+        os.environ.setdefault(SINGLE_NODE_ENV, "0")
     try:
         import ray
         import ray.data  # noqa: F401  (the extra's Ray Data, not only Ray core)
@@ -75,16 +83,17 @@ def predict_paths_ray(
     """Predict every input under `paths` with `bundle` on Ray and write `out` (``.parquet``).
 
     Uses the Ray cluster this process is connected to, else joins the one at `address`, else
-    starts a local one (loopback, no dashboard, `actors` CPUs or all of them) and stops it at the
-    end. `actors` actors (default: one per CPU of the cluster) each decode their inputs in one
-    worker process (each input under `timeout_s` and `memory_mb`) and run `batch_size` images per
-    runtime call. `licences` and `allow_unsigned` entitle the run as in `predict_paths`.
-    `progress(done, total)` is called as rows are written."""
+    starts a local one (listening on loopback only, no dashboard, Ray's token authentication,
+    `actors` CPUs or all of them) and stops it at the end. `actors` actors (default: one per CPU
+    of the cluster) each decode their inputs in one worker process (each input under `timeout_s`
+    and `memory_mb`) and run `batch_size` images per runtime call. `licences` and
+    `allow_unsigned` entitle the run as in `predict_paths`. `progress(done, total)` is called as
+    rows are written."""
     out = Path(out)
     if out.suffix.lower() != PARQUET:
         raise InvalidConfig(f"--out {out}: the Ray engine writes Parquet; name the file "
                             f"results{PARQUET}")
-    ray = import_ray()
+    ray = import_ray(loopback=address is None)
     paths = [Path(p) for p in paths]
     summary = BatchSummary()
     entitled = None
@@ -96,9 +105,7 @@ def predict_paths_ray(
         from medsight.deploy.bundle import open_bundle
 
         opened = open_bundle(bundle)
-    if opened.runtime.is_detector:
-        raise InvalidConfig("--engine ray predicts with classifier bundles; for a detector (COCO "
-                            "file and annotated images) use the local engine")
+    detector = opened.runtime.is_detector
     volumes = len(opened.runtime.input_shape) == 4
     classes = [str(c) for c in opened.manifest["classes"]]
 
@@ -107,7 +114,7 @@ def predict_paths_ray(
 
     items = list(gather_inputs(paths, volumes=volumes, on_skip=skip))  # paths, not pixels
     with _cluster(ray, address, actors) as cpus:
-        writer = ParquetResultsWriter(out, classes)
+        writer = ParquetResultsWriter(out, classes, detection=detector)
         try:
             written = np.zeros(len(items), dtype=bool)
             for index, row in _predicted_rows(ray, bundle, items, actors or cpus, timeout_s,
