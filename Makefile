@@ -72,6 +72,14 @@ bench: bench-predict
 bench-predict: $(STAMP)
 	$(BIN)/python bench/predict.py --write $(if $(RUN),,--no-run)
 
+# Scale section of BENCHMARKS.md from bench/results/scale.json; RUN=1 measures again (100k phantom
+# PNGs under /tmp/medsight_scale: data check, one training epoch on the disk cache, predict local
+# and Ray; about 30 min on 2 CPU cores; see bench/scale.py).
+.PHONY: bench-scale
+bench: bench-scale
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py --write $(if $(RUN),,--no-run)
+
 # Service section of BENCHMARKS.md from bench/results/serve.json; RUN=1 measures again
 # (loopback HTTP at 1/4/16 clients beside the bare Predictor and bare ORT at batch 32: ~5 min).
 .PHONY: bench-serve
