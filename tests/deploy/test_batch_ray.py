@@ -180,6 +180,19 @@ def test_without_ray_the_message_says_how_to_install_it(classical_run, bundle_of
     assert not (tmp_path / "r.parquet").exists()
 
 
+def test_the_ray_engine_wants_one_parquet_file(classical_run, bundle_of, tmp_path) -> None:
+    """Refused before any cluster starts: no --out, reports, or a results file not .parquet."""
+    base = ["predict", "-b", str(bundle_of(classical_run)), str(tmp_path), "--engine", "ray",
+            "--allow-unsigned"]
+    for extra in ([], ["-o", str(tmp_path / "r.parquet"), "--report-dir", str(tmp_path / "rep")]):
+        result = CliRunner().invoke(app, [*base, *extra])
+        said = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code == 2 and "give --out results.parquet" in said
+    result = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "r.json")])
+    assert "the Ray engine writes Parquet" in str(result.exception)
+    assert not list(tmp_path.iterdir())
+
+
 def test_importing_medsight_and_the_ray_engine_does_not_import_ray() -> None:
     code = ("import sys, medsight, medsight.cli.predict, medsight.deploy.batch_ray; "
             "assert 'ray' not in sys.modules, 'ray imported'")
