@@ -43,10 +43,14 @@ def _config(tmp: Path, **params) -> Path:
     return path
 
 
-def _breast() -> Path:
+def _shared(*parts: str) -> Path:
     from conftest import shared_path
 
-    return shared_path("medmnist", "breastmnist.npz")
+    return shared_path(*parts)
+
+
+def _breast() -> Path:
+    return _shared("medmnist", "breastmnist.npz")
 
 
 def _train(config: Path, out: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -172,3 +176,20 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(runs):
     reference, _ = _run(tmp / "two")
     assert history[:len(saved)] == saved
     assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in reference], rel=RTOL)
+
+
+def test_a_detector_trains_on_two_processes(tmp_path):
+    """CenterNet through the same loop: the wrapped network's loss, every image once an epoch."""
+    detector = {"network": "centernet_small", "network_params": {"width": 16, "neck": 32},
+                "epochs": 1, "batch_size": 4, "augment": None, "lr": 3e-3,
+                "schedule": "constant", "device": "cpu", "threads": 1, "seed": 0}
+    cfg = {"name": "bccd ddp", "data": {"source": str(_shared("bccd")), "limit": 8},
+           "preprocess": [{"resize": {"size": [96, 128]}}],
+           "model": {"kind": "detector", "params": detector}, "evaluation": {"n_boot": 100}}
+    config = tmp_path / "det.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    done = _train(config, tmp_path / "run", "--nproc", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    history, metrics = _run(tmp_path / "run")
+    assert [h["samples"] for h in history] == [8]
+    assert "map50" in metrics["test"]

@@ -52,7 +52,7 @@ def centernet_loss(outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], box
 def detection_loss(model: nn.Module, x: torch.Tensor, boxes: BoxList, labels: BoxList,
                    settings: RunSettings) -> torch.Tensor:
     """The training loss of a `DetectorModel` on one (augmented) batch."""
-    network = model.network
+    network = getattr(model, "module", model).network  # DistributedDataParallel wraps it
     if network.loss_kind == "torchvision":
         targets = [{"boxes": b.to(x.device).float(), "labels": lab.to(x.device).long()}
                    for b, lab in zip(boxes, labels, strict=True)]

@@ -141,7 +141,7 @@ class Objective(Protocol):
         settings: RunSettings,
     ) -> torch.Tensor: ...
 
-    def end_epoch(self) -> dict[str, Any]: ...
+    def end_epoch(self) -> dict[str, int]: ...  # counts of the epoch (images used ...)
 
     def generators(self) -> dict[str, torch.Generator]: ...
 
@@ -421,7 +421,11 @@ class Trainer:
             "threads": threads,
             "_t0": t0,
         }
-        record.update(self.objective.end_epoch())
+        counts = self.objective.end_epoch()
+        if group is not None and counts:  # images used per rank -> over the job
+            counts = dict(zip(counts, map(int, distributed.sum_over_ranks(*counts.values())),
+                              strict=True))
+        record.update(counts)
         return record
 
     def _emit(self, event: TrainEvent) -> None:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from medsight.errors import InvalidConfig
+from medsight.train import distributed
 from medsight.train.augment import BatchAugment
 from medsight.train.data import CachedImages, ImageCache
 from medsight.train.device import RunSettings
@@ -181,7 +182,8 @@ class FixMatchObjective:
             rows.append(take)
             self._pos += len(take)
             need -= len(take)
-        return torch.cat(rows)
+        group = distributed.current()  # the job's unlabelled batch, shared out like the labelled
+        return torch.cat(rows) if group is None else torch.cat(rows)[group.rank::group.world]
 
     def batch_loss(self, model, x, y, rows, settings: RunSettings):  # noqa: D102 (Objective)
         base, loss = self.base, self.base.loss
