@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,7 @@ def train_config(root: Path, images: Path) -> Path:
         "name": "scale", "output": str(root / "run"),
         "data": {"source": str(images), "split": {"method": "holdout", "ratios": [0.8, 0.1, 0.1]}},
         "model": {"kind": "torch", "params": {
-            "network": "scale_cnn", "epochs": 1, "batch_size": 256, "seed": 0, "threads": 2,
+            "network": "scale_cnn", "epochs": 1, "batch_size": 128, "seed": 0, "threads": 2,
             "cache": "disk", "cache_dir": str(root / "cache"), "load_workers": 2}},
         "evaluation": {"n_boot": 100},
     }
@@ -210,53 +211,68 @@ def parquet_rows(path: Path) -> tuple[int, int]:
     return table.num_rows, sum(1 for e in errors if e)
 
 
-def run(root: Path, n: int, steps: list[str]) -> dict[str, Any]:
+def run(root: Path, n: int, steps: list[str],
+        save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every step asked for; `save(result so far)` after each, so a run stopped midway keeps what
+    it measured. A step that fails is recorded with its error and the next one runs."""
     if root == ROOT or ROOT in root.parents:
         raise SystemExit(f"--root {root} is inside the repository; use a folder outside it")
     root.mkdir(parents=True, exist_ok=True)
-    load_before = load_average()
+    out: dict[str, Any] = {"images": n, "size": SIZE, "root": str(root), "cpu": cpu_model(),
+                           "cores": len(os.sched_getaffinity(0)), "load_before": load_average(),
+                           "target_mb": TARGET_MB}
     images, gen_s = generate(root, n)
+    out["generate_s"] = None if gen_s is None else round(gen_s, 1)
     print(f"{n} PNGs under {images}" + (f" (written in {gen_s:.0f} s)" if gen_s else ""),
           flush=True)
     me = [sys.executable, str(Path(__file__).resolve())]
-    out: dict[str, Any] = {"images": n, "size": SIZE, "root": str(root),
-                           "generate_s": None if gen_s is None else round(gen_s, 1)}
     medsight = str(BIN / "medsight")
-    if "check" in steps:
+    bundle = root / "scale.msb"
+
+    def check() -> dict[str, Any]:
         m = measure([medsight, "data", "check", str(images), "--json", "-o",
                      str(root / "check.json")], root / "check.log")
-        report = json.loads((root / "check.json").read_text())
-        m["records"] = report.get("n_records", report.get("n"))
-        out["data_check"] = m
-        print(f"data check {m}", flush=True)
-    bundle = root / "scale.msb"
-    if "train" in steps:
+        m["records"] = json.loads((root / "check.json").read_text()).get("n_records")
+        return m
+
+    def train() -> dict[str, Any]:
         shutil.rmtree(root / "cache", ignore_errors=True)
         shutil.rmtree(root / "run", ignore_errors=True)
         m = measure([*me, "--cli", "train", str(train_config(root, images))], root / "train.log")
-        metrics = json.loads((root / "run" / "metrics.json").read_text()) \
-            if (root / "run" / "metrics.json").is_file() else {}
+        metrics = json.loads((root / "run" / "metrics.json").read_text())
         m["cache_mb"] = round(sum(f.stat().st_size for f in (root / "cache").rglob("*.npy")) / 2**20)
         m["test_auc"] = metrics.get("test", {}).get("auc")
-        out["train"] = m
-        print(f"train {m}", flush=True)
         subprocess.run([*me, "--cli", "bundle", "create", str(root / "run"), "--out", str(bundle),
                         "--force"], check=True, stdout=subprocess.DEVNULL)
-    for engine in ("local", "ray"):
-        if f"predict_{engine}" not in steps:
-            continue
+        return m
+
+    def predict(engine: str) -> dict[str, Any]:
         result = root / f"predict_{engine}.parquet"
         result.unlink(missing_ok=True)
-        extra = ["--engine", "ray", "--actors", str(os.cpu_count() or 1)] if engine == "ray" else []
+        extra = ["--engine", "ray", "--actors", str(out["cores"])] if engine == "ray" else []
         m = measure([medsight, "predict", "--bundle", str(bundle), str(images), "--out",
                      str(result), "--allow-unsigned", *extra], root / f"predict_{engine}.log")
         m["rows"], m["error_rows"] = parquet_rows(result)
         m["images_per_s"] = round(n / m["wall_s"], 1)
-        out[f"predict_{engine}"] = m
-        print(f"predict {engine} {m}", flush=True)
-    return {**out, "cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)),
-            "load_before": load_before, "load_after": load_average(),
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "target_mb": TARGET_MB}
+        return m
+
+    todo: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
+        "check": ("data_check", check), "train": ("train", train),
+        "predict_local": ("predict_local", lambda: predict("local")),
+        "predict_ray": ("predict_ray", lambda: predict("ray"))}
+    for step in steps:
+        key, fn = todo[step]
+        try:
+            out[key] = fn()
+        except (RuntimeError, OSError, subprocess.CalledProcessError, KeyError,
+                json.JSONDecodeError) as exc:
+            out[key] = {"error": f"{type(exc).__name__}: {str(exc)[-500:]}"}
+        print(f"{key} {out[key]}", flush=True)
+        out.update(load_after=load_average(),
+                   when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+        if save is not None:
+            save(out)
+    return out
 
 
 # -- report -----------------------------------------------------------------------------------------
@@ -282,8 +298,9 @@ def render(result: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for key, label in STEPS.items():
         m = result.get(key)
-        if m is None:
-            lines.append(f"| {label} | not measured | | | | | |")
+        if m is None or "error" in m:
+            why = "not measured" if m is None else f"failed: {m['error'].splitlines()[0]}"
+            lines.append(f"| {label} | {why} | | | | | |")
             continue
         rate = m.get("images_per_s") or round(n / m["wall_s"], 1)
         notes = []
@@ -305,7 +322,7 @@ def render(result: dict[str, Any]) -> str:
             lines += ["", f"{label}: {len(procs)} processes at the resident peak; the largest "
                           f"(resident/anonymous MB): {top}."]
     train = result.get("train")
-    if train is not None:
+    if train is not None and "error" not in train:
         lines += ["", "The training time includes building the disk cache (every image decoded "
                       "once), the epoch, validation, and scoring the val and test splits; "
                       "images/s is over all images."]
@@ -337,10 +354,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_run:
         result = json.loads(RESULT.read_text())
     else:
-        result = run(args.root.resolve(), args.n, args.steps)
-        result["notes"] = args.note
-        if args.write:
-            write_json(RESULT, result)
+        def save(partial: dict[str, Any]) -> None:
+            if args.write:
+                write_json(RESULT, {**partial, "notes": args.note})
+                write_section({**partial, "notes": args.note})
+
+        result = {**run(args.root.resolve(), args.n, args.steps, save), "notes": args.note}
     if args.write:
         write_section(result)
     else:
