@@ -1,7 +1,7 @@
 """A memory-mapped disk cache of preprocessed training images, reused across runs and folds.
 
 Rows live in immutable *segments* (``pixels.npy`` + an ``index.json`` sidecar) inside one *pool*
-folder per (preprocessing chain as saved, cache dtype, medsight version, format):
+folder per (preprocessing chain's fingerprint, cache dtype, medsight version, format):
 ``<cache_dir>/<pool key>/seg-<key>/``. A record is found by its *record key*: a hash of its ref,
 its meta and the identity (size and mtime in ns) of the file it names, so a later run, or another
 fold's split of the same data, reuses every row already there and decodes only what it lacks; an
@@ -85,14 +85,15 @@ def prepare_cache_dir(cache_dir: str | Path | None) -> Path:
 
 
 def pool_key(preprocess: ImageTransform | None, dtype: str) -> str:
-    """sha256 of what decides a cached row's values: the chain's saved JSON, the cache dtype,
-    the decoders' version (medsight's) and this format."""
+    """sha256 of what decides a cached row's values: the chain's fingerprint (the sha256 of its
+    saved JSON, as the bundle pins it), the cache dtype, the decoders' version (medsight's) and
+    this format."""
     from medsight import __version__
 
     if preprocess is None:
-        chain = "[]"
-    elif hasattr(preprocess, "to_json"):
-        chain = preprocess.to_json()
+        chain = "none"
+    elif hasattr(preprocess, "fingerprint"):
+        chain = preprocess.fingerprint()
     else:
         raise InvalidConfig(
             "the disk image cache needs a medsight Preprocess chain (its saved definition keys "
