@@ -174,3 +174,24 @@ def test_training_on_the_disk_cache_is_the_memory_run(folder, tmp_path):
     for a, b in zip(memory.model_.state_dict().values(), disk.model_.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)
+
+
+def test_records_inside_an_archive_are_keyed_by_the_archive_file(tmp_path):
+    """npz: refs name one file: rewriting it (a new mtime) invalidates every record in it."""
+    from medsight.data.sources.medmnist import from_medmnist
+
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in (("train", 10), ("val", 4), ("test", 4)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.arange(n)[:, None] % 2
+    path = tmp_path / "breastmnist.npz"
+    np.savez(path, **arrays)
+    ds = from_medmnist(path)
+    first = cache_images(ds, None, cache="disk", cache_dir=tmp_path / "c")
+    again = cache_images(ds, None, cache="disk", cache_dir=tmp_path / "c")
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    touched = cache_images(ds, None, cache="disk", cache_dir=tmp_path / "c")
+    assert (first.decoded, again.decoded, touched.decoded) == (18, 0, 18)
+    assert first.mode == "uint8" and torch.equal(_all(touched), _all(ImageCache.build(ds)))
