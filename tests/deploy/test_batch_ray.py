@@ -137,19 +137,20 @@ def test_a_killed_actor_loses_no_row_and_duplicates_none(ray_address, cnn2d_run,
 
     def kill_one(done: int, total: int | None) -> None:
         if not killed and done >= 12:
-            pids = _actor_pids()
-            os.kill(pids[0], signal.SIGKILL)
+            pids = _actor_pids()  # both actors, or one when the other is still starting
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
             killed.append((pids, done))
 
     out = tmp_path / "many.parquet"
     predict_paths_ray(bundle, [folder], out, batch_size=4, progress=kill_one)
     pids, done = killed[0]
-    assert len(pids) == 2 and done < 240  # one of the two actors killed in the middle of the job
+    assert pids and done < 240, killed  # an actor was killed in the middle of the job
     rows = _rows(out)
-    assert sorted(r["path"] for r in rows) == sorted(copies)  # no duplicate, none missing
+    assert len(rows) == 240 and sorted(r["path"] for r in rows) == sorted(copies)  # once each
     for r in rows:
-        assert r["error"] is None
-        assert r["probabilities"] == reference[copies[r["path"]]]["probabilities"]
+        assert r["error"] is None, r
+        assert r["probabilities"] == reference[copies[r["path"]]]["probabilities"], r
 
 
 def _local(bundle: Path, folder: Path, tmp_path: Path) -> Path:
@@ -170,13 +171,15 @@ def test_a_detectors_boxes_and_counts_are_the_local_engines(ray_address, detecto
     assert remote[2]["error"].startswith("cannot read image")
 
 
-def test_without_ray_the_message_says_how_to_install_it(classical_run, bundle_of, tmp_path,
-                                                        monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    result = CliRunner().invoke(app, ["predict", "-b", str(bundle_of(classical_run)),
-                                      str(tmp_path), "-o", str(tmp_path / "r.parquet"),
-                                      "--engine", "ray", "--allow-unsigned"])
-    assert result.exit_code != 0 and INSTALL_HINT in str(result.exception)
+def test_without_ray_the_message_says_how_to_install_it(classical_run, bundle_of,
+                                                        tmp_path) -> None:
+    code = ("import sys; sys.modules['ray'] = None; from medsight.cli import main; "
+            "sys.argv = ['medsight', *sys.argv[1:]]; main()")  # `import ray` raises ImportError
+    done = subprocess.run(
+        [sys.executable, "-c", code, "predict", "-b", str(bundle_of(classical_run)),
+         str(tmp_path), "-o", str(tmp_path / "r.parquet"), "--engine", "ray", "--allow-unsigned"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and INSTALL_HINT in " ".join(done.stderr.split()), done.stderr
     assert not (tmp_path / "r.parquet").exists()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from medsight.cli.app import app, console, err_console
@@ -25,20 +26,21 @@ def predict(
     paths: Annotated[list[Path], typer.Argument(help="image files, folders (recursive), DICOM series")],
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="model bundle (.msb or folder)")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help=(
-        "results file: .json, .csv or .parquet (--engine ray: .parquet); a detector also writes "
-        "X.coco.json and X_annotated/*.png beside it"))] = None,
+        "results file: .json, .csv or .parquet (--engine ray: .parquet); with --engine local a "
+        "detector also writes X.coco.json and X_annotated/*.png beside it"))] = None,
     report_dir: Annotated[Path | None, typer.Option(
         help="write one printable HTML report per input and an index.html here")] = None,
     heatmaps: Annotated[bool | None, typer.Option(
         "--heatmaps/--no-heatmaps", help="draw heatmaps (default: with --report-dir)")] = None,
-    workers: Annotated[int, typer.Option(help="decoder worker processes")] = 1,
+    workers: Annotated[int, typer.Option(
+        help="decoder worker processes (--engine ray: one per actor)")] = 1,
     timeout: Annotated[float, typer.Option(help="seconds allowed to decode one input")] = 30.0,
     memory_mb: Annotated[int, typer.Option(help="memory limit of a decoder worker (MB)")] = 4096,
     batch_size: Annotated[int, typer.Option(help="images per runtime call")] = 32,
     allow_unsigned: Annotated[bool, typer.Option(
         help="run an unsigned bundle (a model you trained yourself); results say so")] = False,
     engine: Annotated[Engine, typer.Option(
-        help="local: this machine; ray: a pool of Ray actors (pip install 'medsight[ray]')")
+        help="local: this machine; ray: a pool of Ray actors (pip install 'medsight\\[ray]')")
     ] = Engine.local,
     address: Annotated[str | None, typer.Option(
         help="--engine ray: the Ray cluster to join (host:port); default: start a local one")
@@ -85,14 +87,14 @@ def show_results(summary) -> None:
         for col in ("input", "result", "confidence", "warnings"):
             table.add_column(col)
         for p in summary.first:
-            table.add_row(p.source, p.label, f"{p.confidence:.3f}",
-                          "\n".join(p.warnings) if p.warnings else "")
+            table.add_row(escape(p.source), escape(p.label), f"{p.confidence:.3f}",
+                          escape("\n".join(p.warnings)))
         console.print(table)
     skipped = f", {summary.skipped} documents (.csv, .txt ...) skipped" if summary.skipped else ""
     console.print(f"{summary.ok} predicted, {len(summary.failures)} failed, {summary.warned} with "
                   f"warnings{skipped}")
     for source, reason in summary.failures[:50]:
-        err_console.print(f"[bold red]not predicted:[/] {source}: {reason}")
+        err_console.print(f"[bold red]not predicted:[/] {escape(source)}: {escape(reason)}")
     if len(summary.failures) > 50:
         err_console.print(f"... and {len(summary.failures) - 50} more (see the results file)")
     if summary.out is not None:
