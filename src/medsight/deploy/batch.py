@@ -23,6 +23,7 @@ from typing import IO, Any
 from medsight.deploy.entitlement import entitle, record_use
 from medsight.deploy.inputs import gather_inputs, read_input, source_label
 from medsight.deploy.licence_store import LicenceStore
+from medsight.deploy.manifest_inputs import with_fields
 from medsight.deploy.prediction import Prediction
 from medsight.deploy.predictor import Predictor
 from medsight.deploy.report import ReportWriter
@@ -185,6 +186,12 @@ def predict_paths(
                               batch_size=batch_size)
         extra = entitled.warnings if entitled else []
         detector = predictor.detection is not None
+
+        def skip(_path: str) -> None:
+            summary.skipped += 1
+
+        fields: dict[int, dict[str, Any]] = {}  # a manifest input's row number and UIDs
+        items = gather_inputs(paths, volumes=predictor.is_volume, on_skip=skip, fields=fields)
         want_heat = bool(report_dir) if heatmaps is None else heatmaps
         writer = (open_results(out, predictor.classes, detector, want_heat and not detector)
                   if out is not None else None)
@@ -193,10 +200,6 @@ def predict_paths(
         want_heat = want_heat or boxes is not None  # a detector's picture: its boxes drawn
         finished = False
         try:
-            def skip(_path: str) -> None:
-                summary.skipped += 1
-
-            items = gather_inputs(paths, volumes=predictor.is_volume, on_skip=skip)
             total = None
             if not predictor.is_volume:  # walk the folders once: the paths (not pixels) are kept
                 items = list(items)      # so the progress bar knows the total
@@ -205,7 +208,8 @@ def predict_paths(
                 summary.n += 1
                 if extra and isinstance(result, Prediction):
                     result.warnings = [*result.warnings, *extra]
-                _record(summary, source_label(item), result, writer, reports, boxes)
+                _record(summary, source_label(item), result, writer, reports, boxes,
+                        fields.pop(summary.n - 1, None))
                 if progress is not None:
                     progress(summary.n, total)
             finished = True
@@ -227,18 +231,18 @@ def predict_paths(
 
 def _record(summary: BatchSummary, source: str, result: Prediction | MedsightError,
             writer: ResultsWriter | None, reports: ReportWriter | None,
-            boxes: DetectionFiles | None = None) -> None:
+            boxes: DetectionFiles | None = None, fields: dict[str, Any] | None = None) -> None:
     if isinstance(result, MedsightError):
         reason = str(result)
         summary.failures.append((source, reason))
         if writer is not None:
-            writer.write(failure_row(source, reason))
+            writer.write(with_fields(failure_row(source, reason), fields))
         if reports is not None:
             reports.add_failure(source, reason)
         return
     summary.warned += bool(result.warnings)
     if writer is not None:
-        writer.write(result.to_dict())
+        writer.write(with_fields(result.to_dict(), fields))
     if reports is not None:
         reports.add(result)
     if boxes is not None:

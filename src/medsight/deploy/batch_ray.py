@@ -41,6 +41,7 @@ from medsight.deploy.bundle_archive import bundle_bytes, read_bundle
 from medsight.deploy.entitlement import entitle, record_use
 from medsight.deploy.inputs import Input, SeriesInput, gather_inputs, source_label
 from medsight.deploy.licence_store import LicenceStore
+from medsight.deploy.manifest_inputs import with_fields
 from medsight.deploy.prediction import Prediction
 from medsight.deploy.results_parquet import ParquetResultsWriter
 from medsight.errors import InvalidConfig, MedsightError
@@ -112,7 +113,8 @@ def predict_paths_ray(
     def skip(_path: str) -> None:
         summary.skipped += 1
 
-    items = list(gather_inputs(paths, volumes=volumes, on_skip=skip))  # paths, not pixels
+    fields: dict[int, dict[str, Any]] = {}  # a manifest input's row number and UIDs
+    items = list(gather_inputs(paths, volumes=volumes, on_skip=skip, fields=fields))  # no pixels
     with _cluster(ray, address, actors) as cpus:
         writer = ParquetResultsWriter(out, classes, detection=detector)
         try:
@@ -123,6 +125,7 @@ def predict_paths_ray(
                 if written[index]:
                     continue  # a batch re-run after its actor died: its rows are already in
                 written[index] = True
+                row = with_fields(row, fields.get(index))
                 writer.write(row)
                 _count(summary, row)
                 if progress is not None:

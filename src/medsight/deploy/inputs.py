@@ -1,5 +1,5 @@
 """What a Predictor can be given to read: files, bytes, DICOM series, and the walk of the paths a
-user names (files, folders recursively, a folder's DICOM slices grouped into series). The DICOM
+user names (files, folders recursively, a folder's DICOM slices grouped into series, manifests). The DICOM
 series functions (pydicom) are imported only when a series is met, so PNG inputs never load them."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from medsight.deploy.manifest_inputs import ManifestRow, common_fields, is_manifest, read_manifest
 from medsight.io import read_image, sniff_format
 from medsight.io.image import Image
 
@@ -52,27 +54,87 @@ def read_input(item: Input) -> Image:
 
 
 def gather_inputs(paths: Iterable[str | os.PathLike[str]], volumes: bool,
-                  on_skip: Callable[[str], None] | None = None) -> Iterator[Input]:
+                  on_skip: Callable[[str], None] | None = None,
+                  fields: dict[int, dict[str, Any]] | None = None) -> Iterator[Input]:
     """The inputs under `paths`, lazily, in a stable order: files as given, folders walked
     recursively (sorted; hidden entries and documents such as ``.csv``/``.txt`` files skipped,
-    each passed to `on_skip`). With `volumes` (a 3D model) the DICOM files of each folder are
-    grouped by SeriesInstanceUID and each series is one input; a file that is missing is still
-    yielded so that reading it reports why."""
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_dir():
-            yield str(path)
+    each passed to `on_skip`), and a ``.csv`` file given explicitly read as a manifest
+    (`medsight.deploy.manifest_inputs`): its rows' files in manifest order, a row naming a
+    folder walked as a folder is. With `volumes` (a 3D model) the DICOM files of each folder
+    (of each run of manifest rows in one folder) are grouped by SeriesInstanceUID and each series
+    is one input; a file that is missing is still yielded so that reading it reports why.
+
+    Manifests are read (and a bad one refused) when this is called, before any input is
+    yielded. With `fields`, the results fields of each manifest input (its ``manifest_row`` and
+    ``input`` UIDs) are put in it under the input's ordinal as the input is yielded."""
+    paths = [Path(p) for p in paths]
+    manifests = {i: read_manifest(p) for i, p in enumerate(paths) if is_manifest(p)}
+    return _gather(paths, manifests, volumes, on_skip, fields)
+
+
+def _gather(paths: list[Path], manifests: dict[int, list[ManifestRow]], volumes: bool,
+            on_skip: Callable[[str], None] | None,
+            fields: dict[int, dict[str, Any]] | None) -> Iterator[Input]:
+    ordinal = 0
+    for i, path in enumerate(paths):
+        if i not in manifests:
+            for item in _walk(path, volumes, on_skip):
+                yield item
+                ordinal += 1
             continue
-        for folder, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            full = []
-            for name in sorted(f for f in files if not f.startswith(".")):
-                if Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
-                    if on_skip is not None:
-                        on_skip(str(Path(folder) / name))
-                    continue
-                full.append(str(Path(folder) / name))
-            yield from (_series(folder, full) if volumes else full)
+        for item, extra in _manifest_inputs(manifests[i], volumes, on_skip):
+            if fields is not None:
+                fields[ordinal] = extra
+            yield item
+            ordinal += 1
+
+
+def _walk(path: Path, volumes: bool, on_skip: Callable[[str], None] | None) -> Iterator[Input]:
+    if not path.is_dir():
+        yield str(path)
+        return
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        full = []
+        for name in sorted(f for f in files if not f.startswith(".")):
+            if Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
+                if on_skip is not None:
+                    on_skip(str(Path(folder) / name))
+                continue
+            full.append(str(Path(folder) / name))
+        yield from (_series(folder, full) if volumes else full)
+
+
+def _manifest_inputs(rows: list[ManifestRow], volumes: bool,
+                     on_skip: Callable[[str], None] | None
+                     ) -> Iterator[tuple[Input, dict[str, Any]]]:
+    """``(input, results fields)`` of a manifest's rows; with `volumes`, each run of rows naming
+    files of one folder is grouped into series as a folder's files are."""
+    run: list[ManifestRow] = []
+
+    def flush() -> Iterator[tuple[Input, dict[str, Any]]]:
+        by_path = {row.path: row for row in run}
+        for item in _series(str(Path(run[0].path).parent), list(by_path)):
+            if isinstance(item, SeriesInput):
+                yield item, common_fields([by_path[f] for f in item.files])
+            else:
+                yield item, by_path[str(item)].fields()
+        run.clear()
+
+    for row in rows:
+        if Path(row.path).is_dir():
+            if run:
+                yield from flush()
+            for item in _walk(Path(row.path), volumes, on_skip):
+                yield item, row.fields()
+        elif not volumes:
+            yield row.path, row.fields()
+        else:
+            if run and Path(run[-1].path).parent != Path(row.path).parent:
+                yield from flush()
+            run.append(row)
+    if run:
+        yield from flush()
 
 
 def _series(folder: str, files: list[str]) -> Iterator[Input]:
