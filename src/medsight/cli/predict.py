@@ -1,6 +1,7 @@
-"""`medsight predict --bundle B PATH... --out results.json`: predict files, folders and DICOM series
-with a bundle, in this process's decode pool or (``--engine ray``) on a Ray cluster; unreadable
-inputs are reported with their reason and make the exit code 1."""
+"""`medsight predict --bundle B SOURCE... --out results.json`: predict files, folders, DICOM series,
+manifests (an explicitly named ``.csv``) or what a PACS query pulls (``--pacs``) with a bundle, in
+this process's decode pool or (``--engine ray``) on a Ray cluster; unreadable inputs are reported
+with their reason and make the exit code 1."""
 
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ class Engine(StrEnum):
 
 @app.command("predict")
 def predict(
-    paths: Annotated[list[Path], typer.Argument(help="image files, folders (recursive), DICOM series")],
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="model bundle (.msb or folder)")],
+    paths: Annotated[list[Path] | None, typer.Argument(help=(
+        "image files, folders (recursive; .csv/.txt documents inside are skipped), DICOM series, "
+        "or manifests: a .csv file named here is read as a manifest, its 'path' column listing "
+        "one input per row (relative to the manifest's folder), predicted in row order"),
+        show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help=(
         "results file: .json, .csv or .parquet (--engine ray: .parquet); with --engine local a "
         "detector also writes X.coco.json and X_annotated/*.png beside it"))] = None,
@@ -47,10 +52,36 @@ def predict(
     ] = None,
     actors: Annotated[int | None, typer.Option(
         help="--engine ray: predicting actors (default: one per CPU of the cluster)")] = None,
+    pacs: Annotated[Path | None, typer.Option(
+        "--pacs", help="predict what --query selects in this PACS: a YAML file with a `pacs:` "
+                       "mapping, as for `medsight pacs pull --config`")] = None,
+    query: Annotated[list[str] | None, typer.Option(
+        "--query", "-q", help="--pacs: KEY=VALUE DICOM keywords, all matched (repeat it, or "
+                              "join with &), e.g. --query Modality=CT --query StudyDate=2020")
+    ] = None,
+    pull_dir: Annotated[Path | None, typer.Option(
+        help="--pacs: folder the instances are pulled into and kept, so a rerun fetches only "
+             "what is missing (default: OUT.pacs/ beside --out); one folder per query")] = None,
 ) -> None:
     """Predict with a bundle, offline: the bundle's signature and every hash, and your licence
-    (`medsight activate`), are checked first. Files are decoded in worker processes."""
+    (`medsight activate`), are checked first. Files are decoded in worker processes. With --pacs,
+    the studies --query matches are pulled first (`medsight pacs pull`) and their manifest is
+    predicted; results rows of a manifest carry its row number (and DICOM UIDs)."""
     from medsight.deploy.licence_store import LicenceStore
+
+    pulled_failures: list[str] = []
+    if pacs is not None:
+        from medsight.cli.predict_pacs import default_pull_dir, pull_query
+
+        if paths:
+            raise typer.BadParameter("give SOURCE paths or --pacs, not both")
+        manifest, pulled_failures = pull_query(pacs, query or [], pull_dir or default_pull_dir(out))
+        paths = [manifest]
+    elif query or pull_dir is not None:
+        raise typer.BadParameter("--query and --pull-dir go with --pacs CONN.yaml")
+    elif not paths:
+        raise typer.BadParameter("give what to predict: files, folders, a manifest .csv, or "
+                                 "--pacs CONN.yaml --query KEY=VALUE")
 
     if engine is Engine.ray:
         if out is None or report_dir is not None or heatmaps:
@@ -75,7 +106,11 @@ def predict(
     if summary.entitlement:
         console.print(summary.entitlement, highlight=False)
     show_results(summary)
-    if summary.failures:
+    if pulled_failures:
+        from medsight.cli.predict_pacs import show_pull_failures
+
+        show_pull_failures(pulled_failures)
+    if summary.failures or pulled_failures:
         raise typer.Exit(1)
 
 

@@ -1,0 +1,79 @@
+"""`medsight predict --pacs CONN.yaml --query ...` against the real Orthanc with the CT bundle: the
+query's instances pulled beside the results and predicted, one row per pulled instance carrying its
+study / series / SOP UIDs, with the probabilities of predicting the pulled folder directly; a rerun
+fetches nothing new; a pull folder is not reused for another query."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from pacs.test_dicomweb import upload_ct
+from typer.testing import CliRunner
+
+from medsight.cli import app
+from medsight.deploy.batch import predict_paths
+
+
+@pytest.fixture
+def uploaded(orthanc, ct_files):
+    """4 distinct CT studies (one instance each) plus a 2-slice series in the first study."""
+    return upload_ct(orthanc, ct_files[:4], 2)
+
+
+@pytest.fixture
+def connection(orthanc, tmp_path):
+    path = tmp_path / "pacs.yaml"
+    path.write_text(yaml.safe_dump({"pacs": {"url": orthanc.dicomweb_url, "username": "medsight",
+                                             "password_file": str(orthanc.password_file)}}))
+    return path
+
+
+def test_predict_a_pacs_query_then_rerun_fetches_nothing(ct_bundle, orthanc, uploaded, connection,
+                                                         tmp_path) -> None:
+    out = tmp_path / "results.json"
+    args = ["predict", "-b", str(ct_bundle), "--pacs", str(connection), "--query", "Modality=CT",
+            "--query", "StudyDate=1980-1990", "--out", str(out), "--allow-unsigned"]
+    wanted = {str(d.SOPInstanceUID): d for d in uploaded if "19800101" <= d.StudyDate <= "19901231"}
+    assert 2 <= len(wanted) < len(uploaded)  # the query selects some of what is there
+
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert f"{len(wanted)} instances fetched, 0 already in" in " ".join(first.output.split())
+    rows = json.loads(out.read_text())
+    assert sorted(r["input"]["sop_uid"] for r in rows) == sorted(wanted)  # one row per instance
+    for row in rows:
+        ds = wanted[row["input"]["sop_uid"]]
+        assert row.get("error") is None and row["probabilities"]
+        assert row["input"]["study_uid"] == ds.StudyInstanceUID
+        assert row["input"]["series_uid"] == ds.SeriesInstanceUID
+        assert row["path"].endswith(f"{ds.SOPInstanceUID}.dcm")
+    pulled = tmp_path / "results.pacs"
+    names = {str(d.PatientName) for d in uploaded if str(d.PatientName)}
+    assert not any(name in first.output for name in names)  # no patient names on the terminal
+
+    direct = predict_paths(ct_bundle, [pulled / "dicom"], out=tmp_path / "direct.json")
+    by_path = {r["path"]: r for r in json.loads((tmp_path / "direct.json").read_text())}
+    assert direct.n == len(rows)
+    for row in rows:
+        assert row["probabilities"] == pytest.approx(by_path[row["path"]]["probabilities"],
+                                                     abs=1e-6)
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert f"0 instances fetched, {len(wanted)} already in" in " ".join(again.output.split())
+    assert sorted(r["path"] for r in json.loads(out.read_text())) == sorted(r["path"] for r in rows)
+
+    other = CliRunner().invoke(app, [*args[:7], "--query", "StudyDate=1991-", *args[9:]])
+    assert other.exit_code == 2 and "another query" in other.output
+
+
+def test_a_query_that_matches_nothing_says_so(ct_bundle, orthanc, uploaded, connection,
+                                              tmp_path) -> None:
+    result = CliRunner().invoke(app, ["predict", "-b", str(ct_bundle), "--pacs", str(connection),
+                                      "--query", "StudyDate=2100", "--out",
+                                      str(tmp_path / "r.parquet"), "--allow-unsigned"])
+    said = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "matches the query on StudyDate" in said, result.output
+    assert not (tmp_path / "r.parquet").exists()
