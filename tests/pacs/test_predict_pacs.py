@@ -1,7 +1,8 @@
 """`medsight predict --pacs CONN.yaml --query ...` against the real Orthanc with the CT bundle: the
 query's instances pulled beside the results and predicted, one row per pulled instance carrying its
 study / series / SOP UIDs, with the probabilities of predicting the pulled folder directly; a rerun
-fetches nothing new; a pull folder is not reused for another query."""
+fetches nothing new; a pull folder is not reused for another query; a 3D model predicts each pulled
+series as one volume."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 import pytest
 import yaml
 from pacs.test_dicomweb import upload_ct
+from pacs.watch_data import copied_series
+from serve.conftest import serve_root, volume_bundle  # noqa: F401  (the 3D model fixtures)
 from typer.testing import CliRunner
 
 from medsight.cli import app
@@ -77,3 +80,22 @@ def test_a_query_that_matches_nothing_says_so(ct_bundle, orthanc, uploaded, conn
     said = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code == 2 and "matches the query on StudyDate" in said, result.output
     assert not (tmp_path / "r.parquet").exists()
+
+
+def test_a_volume_model_predicts_each_pulled_series_as_one_input(volume_bundle, orthanc,  # noqa: F811
+                                                                 ct_files, connection, tmp_path):
+    series, files = copied_series(ct_files, 4)
+    orthanc.upload(files)
+    out = tmp_path / "volumes.json"
+    result = CliRunner().invoke(app, ["predict", "-b", str(volume_bundle), "--pacs",
+                                      str(connection), "--query", f"SeriesInstanceUID={series}",
+                                      "--out", str(out), "--allow-unsigned"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(out.read_text())  # the 4 pulled slices: one volume, one row
+    assert row["input"]["shape"] == [1, 4, 512, 512] and row["manifest_row"] == 1
+    assert row["input"]["series_uid"] == series and "sop_uid" not in row["input"]
+    direct = predict_paths(volume_bundle, [tmp_path / "volumes.pacs" / "dicom"],
+                           out=tmp_path / "direct.json")
+    [folder_row] = json.loads((tmp_path / "direct.json").read_text())
+    assert direct.n == 1 and row["path"] == folder_row["path"]
+    assert row["probabilities"] == pytest.approx(folder_row["probabilities"], abs=1e-6)
