@@ -1,6 +1,6 @@
 """`medsight predict` on a manifest CSV: every row's image predicted in manifest order (paths relative
 to the manifest's folder) with the probabilities of predicting the files themselves, a missing or
-unreadable file an error row (never dropped), each row carrying its manifest row number and DICOM
+unreadable file an error row (never dropped), each row's ``source`` its manifest row number and DICOM
 UIDs; a manifest without a path column refused naming its columns; the Ray engine gives the same
 rows."""
 
@@ -53,8 +53,8 @@ def test_a_manifest_is_predicted_row_by_row_with_errors_kept(classical_run, bund
     assert "6 predicted, 2 failed" in result.output
     rows = json.loads(out.read_text())
     assert [r["path"] for r in rows] == named  # manifest order, one row each, none dropped
-    assert [r["manifest_row"] for r in rows] == list(range(1, 9))
-    assert [r["input"]["sop_uid"] for r in rows] == [f"{SOP}.{i}" for i in range(8)]
+    assert [r["source"] for r in rows] == [{"manifest_row": i + 1, "sop_uid": f"{SOP}.{i}"}
+                                           for i in range(8)]
     got = np.array([list(r["probabilities"].values()) for r in rows[:6]])
     assert np.max(np.abs(got - expected[:6][::-1])) < 1e-6
     assert "gone.png" in rows[6]["error"] and rows[6]["probabilities"] is None
@@ -103,5 +103,6 @@ def test_the_ray_engine_predicts_a_manifest_as_the_local_engine(classical_run, b
     for mine, theirs in zip(ray_rows, local_rows, strict=True):
         assert mine["probabilities"] == theirs["probabilities"]  # exactly equal
         assert mine["error"] == theirs["error"] and mine["input"] == theirs["input"]
-        assert mine["manifest_row"] == theirs["manifest_row"]
-    assert [r["input"]["sop_uid"] for r in ray_rows] == [f"{SOP}.{i}" for i in range(8)]
+    assert [r["source"] for r in ray_rows] == [
+        {"manifest_row": i + 1, "study_uid": None, "series_uid": None, "sop_uid": f"{SOP}.{i}"}
+        for i in range(8)]

@@ -6,8 +6,10 @@ series as one volume."""
 
 from __future__ import annotations
 
+import io
 import json
 
+import pydicom
 import pytest
 import yaml
 from pacs.test_dicomweb import upload_ct
@@ -45,12 +47,12 @@ def test_predict_a_pacs_query_then_rerun_fetches_nothing(ct_bundle, orthanc, upl
     assert first.exit_code == 0, first.output
     assert f"{len(wanted)} instances fetched, 0 already in" in " ".join(first.output.split())
     rows = json.loads(out.read_text())
-    assert sorted(r["input"]["sop_uid"] for r in rows) == sorted(wanted)  # one row per instance
+    assert sorted(r["source"]["sop_uid"] for r in rows) == sorted(wanted)  # one row per instance
     for row in rows:
-        ds = wanted[row["input"]["sop_uid"]]
+        ds = wanted[row["source"]["sop_uid"]]
         assert row.get("error") is None and row["probabilities"]
-        assert row["input"]["study_uid"] == ds.StudyInstanceUID
-        assert row["input"]["series_uid"] == ds.SeriesInstanceUID
+        assert row["source"]["study_uid"] == ds.StudyInstanceUID
+        assert row["source"]["series_uid"] == ds.SeriesInstanceUID
         assert row["path"].endswith(f"{ds.SOPInstanceUID}.dcm")
     pulled = tmp_path / "results.pacs"
     names = {str(d.PatientName) for d in uploaded if str(d.PatientName)}
@@ -92,8 +94,9 @@ def test_a_volume_model_predicts_each_pulled_series_as_one_input(volume_bundle, 
                                       "--out", str(out), "--allow-unsigned"])
     assert result.exit_code == 0, result.output
     [row] = json.loads(out.read_text())  # the 4 pulled slices: one volume, one row
-    assert row["input"]["shape"] == [1, 4, 512, 512] and row["manifest_row"] == 1
-    assert row["input"]["series_uid"] == series and "sop_uid" not in row["input"]
+    assert row["input"]["shape"] == [1, 4, 512, 512]
+    study = pydicom.dcmread(io.BytesIO(files[0])).StudyInstanceUID
+    assert row["source"] == {"manifest_row": 1, "study_uid": study, "series_uid": series}
     direct = predict_paths(volume_bundle, [tmp_path / "volumes.pacs" / "dicom"],
                            out=tmp_path / "direct.json")
     [folder_row] = json.loads((tmp_path / "direct.json").read_text())

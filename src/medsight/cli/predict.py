@@ -66,7 +66,8 @@ def predict(
     """Predict with a bundle, offline: the bundle's signature and every hash, and your licence
     (`medsight activate`), are checked first. Files are decoded in worker processes. With --pacs,
     the studies --query matches are pulled first (`medsight pacs pull`) and their manifest is
-    predicted; results rows of a manifest carry its row number (and DICOM UIDs)."""
+    predicted; the results rows of a manifest's inputs say in `source` its row number (and the
+    row's DICOM UIDs)."""
     from medsight.deploy.licence_store import LicenceStore
 
     pulled_failures: list[str] = []

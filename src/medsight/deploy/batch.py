@@ -190,7 +190,7 @@ def predict_paths(
         def skip(_path: str) -> None:
             summary.skipped += 1
 
-        fields: dict[int, dict[str, Any]] = {}  # a manifest input's row number and UIDs
+        fields: dict[int, dict[str, Any]] = {}  # a manifest input's source: row and UIDs
         items = gather_inputs(paths, volumes=predictor.is_volume, on_skip=skip, fields=fields)
         want_heat = bool(report_dir) if heatmaps is None else heatmaps
         writer = (open_results(out, predictor.classes, detector, want_heat and not detector)

@@ -113,7 +113,7 @@ def predict_paths_ray(
     def skip(_path: str) -> None:
         summary.skipped += 1
 
-    fields: dict[int, dict[str, Any]] = {}  # a manifest input's row number and UIDs
+    fields: dict[int, dict[str, Any]] = {}  # a manifest input's source: row and UIDs
     items = list(gather_inputs(paths, volumes=volumes, on_skip=skip, fields=fields))  # no pixels
     with _cluster(ray, address, actors) as cpus:
         writer = ParquetResultsWriter(out, classes, detection=detector)

@@ -65,8 +65,8 @@ def gather_inputs(paths: Iterable[str | os.PathLike[str]], volumes: bool,
     is one input; a file that is missing is still yielded so that reading it reports why.
 
     Manifests are read (and a bad one refused) when this is called, before any input is
-    yielded. With `fields`, the results fields of each manifest input (its ``manifest_row`` and
-    ``input`` UIDs) are put in it under the input's ordinal as the input is yielded."""
+    yielded. With `fields`, the results fields of each manifest input (``source``: its manifest row
+    and DICOM UIDs) are put in it under the input's ordinal as the input is yielded."""
     paths = [Path(p) for p in paths]
     manifests = {i: read_manifest(p) for i, p in enumerate(paths) if is_manifest(p)}
     return _gather(paths, manifests, volumes, on_skip, fields)

@@ -1,7 +1,7 @@
 """Manifest CSVs as `medsight predict` inputs: the ``path`` column of a dataset manifest (or of
 the ``manifest.csv`` that ``medsight pacs pull`` writes), relative paths resolved against the
 manifest's folder as the dataset reader resolves them, and what a row adds to its results row
-(its row number and, in ``input``, its DICOM UIDs). Read with the csv module: no pandas."""
+(``source``: its row number and DICOM UIDs). Read with the csv module: no pandas."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from medsight.errors import InvalidConfig
 
 MANIFEST_SUFFIX = ".csv"
 PATH_COLUMN = "path"
-#: results ``input`` field <- the manifest columns it is read from (first non-empty wins);
+#: results ``source`` field <- the manifest columns it is read from (first non-empty wins);
 #: ``study_id`` counts only when it is a UID (a dataset manifest's study id may be anything)
 UID_COLUMNS = {"study_uid": ("study_uid", "study_id"), "series_uid": ("series_uid",),
                "sop_uid": ("sop_uid",)}
@@ -33,8 +33,8 @@ class ManifestRow:
     uids: dict[str, str] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
-        """What this row adds to its results row: ``manifest_row`` and ``input`` UIDs."""
-        return {"manifest_row": self.row, "input": dict(self.uids)}
+        """What this row adds to its results row: ``source``, its row number and UIDs."""
+        return {"source": {"manifest_row": self.row, **self.uids}}
 
 
 def is_manifest(path: str | os.PathLike[str]) -> bool:
@@ -94,15 +94,12 @@ def common_fields(rows: list[ManifestRow]) -> dict[str, Any]:
     """The results fields of an input made of several rows (a DICOM series): the first row's
     number and the UIDs all the rows share."""
     shared = {k: v for k, v in rows[0].uids.items() if all(r.uids.get(k) == v for r in rows)}
-    return {"manifest_row": rows[0].row, "input": shared}
+    return {"source": {"manifest_row": rows[0].row, **shared}}
 
 
 def with_fields(row: dict[str, Any], fields: dict[str, Any] | None) -> dict[str, Any]:
-    """Results `row` with a manifest row's `fields` added (its ``input`` merged, not replaced)."""
-    if not fields:
-        return row
-    return {**row, "manifest_row": fields["manifest_row"],
-            "input": {**(row.get("input") or {}), **fields["input"]}}
+    """Results `row` with a manifest row's `fields` added."""
+    return {**row, **fields} if fields else row
 
 
 __all__ = ["MANIFEST_SUFFIX", "ManifestRow", "common_fields", "is_manifest", "read_manifest",

@@ -13,13 +13,13 @@ for a list):
 - ``timings_ms``: struct of float64 ``read``, ``preprocess``, ``checks``, ``inference``,
   ``heatmap``, ``drawing``, ``total`` (null where a step did not run);
 - ``input``: struct ``shape`` (list of int64), ``channels`` (int64), ``modality``,
-  ``photometric`` (strings), ``spacing`` (list of float64), ``min``, ``max`` (float64), and the
-  ``study_uid``, ``series_uid``, ``sop_uid`` (strings) a manifest row gives its input;
+  ``photometric`` (strings), ``spacing`` (list of float64), ``min``, ``max`` (float64);
 - ``model``: struct of strings ``name``, ``version``, ``uuid``, ``kind``;
 - a detector adds ``boxes`` (list of struct ``label``, ``score``, ``box``: [x1, y1, x2, y2]
   float64) and ``counts`` (struct of int64, one field per class); drawn heatmaps add ``heatmap``
   (struct ``method``, ``class``, ``grid``, ``shape``);
-- ``manifest_row`` (int64): for an input named by a manifest, its 1-based row (null otherwise);
+- ``source``: for an input named by a manifest (null otherwise), struct ``manifest_row``
+  (int64, 1-based) and the row's DICOM ``study_uid``, ``series_uid``, ``sop_uid`` (strings);
 - ``error`` (string): null for a prediction, the reason for an input that could not be
   predicted; such a row has null ``label``, ``probabilities`` and ``confidence``.
 
@@ -54,8 +54,7 @@ def results_schema(classes: list[str], detection: bool = False, heatmap: bool = 
         ("input", pa.struct([("shape", pa.list_(pa.int64())), ("channels", pa.int64()),
                              ("modality", pa.string()), ("photometric", pa.string()),
                              ("spacing", pa.list_(pa.float64())), ("min", pa.float64()),
-                             ("max", pa.float64()), ("study_uid", pa.string()),
-                             ("series_uid", pa.string()), ("sop_uid", pa.string())])),
+                             ("max", pa.float64())])),
         ("model", pa.struct([(k, pa.string()) for k in ("name", "version", "uuid", "kind")])),
     ]
     if detection:
@@ -66,7 +65,9 @@ def results_schema(classes: list[str], detection: bool = False, heatmap: bool = 
         fields.append(("heatmap", pa.struct([("method", pa.string()), ("class", pa.string()),
                                              ("grid", pa.string()),
                                              ("shape", pa.list_(pa.int64()))])))
-    fields += [("manifest_row", pa.int64()), ("error", pa.string())]
+    fields += [("source", pa.struct([("manifest_row", pa.int64()), ("study_uid", pa.string()),
+                                     ("series_uid", pa.string()), ("sop_uid", pa.string())])),
+               ("error", pa.string())]
     return pa.schema(fields)
 
 
