@@ -128,11 +128,13 @@ def _rank_pid(parent: int, rank: int) -> int | None:
     return None
 
 
-def _start_and_kill_rank1(config: Path, out: Path, ckpt: Path, *args: str):
-    """Start a 2-process job, SIGKILL rank 1 once epoch 1's checkpoint exists; returns the job,
+def _start_and_kill(rank: int, config: Path, out: Path, ckpt: Path, *args: str):
+    """Start a 2-process job (its TMPDIR: OUT.tmp), SIGKILL `rank` once epoch 1's checkpoint
+    exists; returns the job,
     the history saved in that checkpoint (as the run folder's JSON writes it: NaN -> null) and the
     time of the kill."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(out.with_suffix(".tmp"))}
+    Path(env["TMPDIR"]).mkdir()
     job = subprocess.Popen(
         [sys.executable, "-m", "medsight", "train", str(config), "--out", str(out), "--nproc", "2",
          "--set", f"model.params.checkpoint_dir={ckpt}", *args],
@@ -140,8 +142,8 @@ def _start_and_kill_rank1(config: Path, out: Path, ckpt: Path, *args: str):
     deadline = time.monotonic() + 180
     while not (ckpt / "last.pt").is_file() and time.monotonic() < deadline:
         time.sleep(0.1)
-    pid = _rank_pid(job.pid, 1)
-    assert pid is not None, "no rank-1 worker found"
+    pid = _rank_pid(job.pid, rank)
+    assert pid is not None, f"no rank-{rank} worker found"
     os.kill(pid, signal.SIGKILL)
     saved = jsonable(torch.load(ckpt / "last.pt", weights_only=False)["history"])
     return job, saved, time.monotonic()
@@ -150,12 +152,14 @@ def _start_and_kill_rank1(config: Path, out: Path, ckpt: Path, *args: str):
 def test_killed_rank_fails_the_job_and_the_run_resumes(runs):
     tmp, config = runs
     ckpt = tmp / "ckpt_kill"
-    job, saved, killed = _start_and_kill_rank1(config, tmp / "killed", ckpt)
+    job, saved, killed = _start_and_kill(0, config, tmp / "killed", ckpt)
     output, _ = job.communicate(timeout=120)
     assert job.returncode != 0
     assert time.monotonic() - killed < 60  # no hang on the surviving rank
-    assert "distributed training failed" in output and "rank 1" in output, output[-3000:]
+    assert "distributed training failed" in output and "rank 0" in output, output[-3000:]
     assert not (tmp / "killed" / "metrics.json").exists()
+    # torchrun stopped rank 1 with SIGTERM: it exited through Python and removed its scratch
+    assert [p.name for p in (tmp / "killed.tmp").iterdir() if p.name.startswith("medsight")] == []
 
     resumed = _train(config, tmp / "resumed", "--nproc", "2", "--set",
                      f"model.params.checkpoint_dir={ckpt}", "--set", "model.params.resume=true")
@@ -168,7 +172,7 @@ def test_killed_rank_fails_the_job_and_the_run_resumes(runs):
 
 def test_torchrun_restart_resumes_from_the_last_checkpoint(runs):
     tmp, config = runs
-    job, saved, _ = _start_and_kill_rank1(config, tmp / "restarted", tmp / "ckpt_restart",
+    job, saved, _ = _start_and_kill(1, config, tmp / "restarted", tmp / "ckpt_restart",
                                           "--max-restarts", "1")
     output, _ = job.communicate(timeout=240)
     assert job.returncode == 0, output[-3000:]

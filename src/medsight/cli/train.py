@@ -49,6 +49,7 @@ def train(
     if group is not None:
         cfg = worker_overrides(cfg)
         distributed.rank_logging(group)
+        distributed.exit_on_sigterm()
     try:
         if group is None or group.is_main:
             result = run_with_progress(cfg, run_experiment)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -80,6 +82,12 @@ def shutdown() -> None:
     """Leave the process group (a no-op when none was joined)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_on_sigterm() -> None:
+    """torchrun stops the surviving workers of a failed job with SIGTERM: exit through Python
+    (``finally`` blocks run: a rank's private scratch folder is removed) instead of dying at once."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def rank_logging(group: Group | None, verbose: bool = False) -> None:
