@@ -88,10 +88,13 @@ def generate(root: Path, n: int) -> tuple[Path, float | None]:
 
 
 # -- measuring ----------------------------------------------------------------------------------
-def tree_memory_mb(pid: int) -> dict[str, tuple[float, float]]:
-    """(resident, anonymous) memory in MB of `pid` and each descendant, by "pid name", from
-    /proc. Resident includes mapped files (shared libraries, a memory-mapped cache: pages the
-    kernel may drop and re-read); anonymous is the part it cannot."""
+def tree_memory_mb(pid: int) -> dict[str, tuple[float, float, float]]:
+    """(resident, anonymous, proportional) memory in MB of `pid` and each descendant, by
+    "pid name", from /proc. Resident includes mapped files (shared libraries, a memory-mapped
+    cache: pages the kernel may drop and re-read); anonymous is the part it cannot; proportional
+    (PSS) shares each page among the processes mapping it, so a tree's sum counts a shared
+    library or a forked parent's pages once, where the sum of resident sets counts them in every
+    process."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -101,7 +104,7 @@ def tree_memory_mb(pid: int) -> dict[str, tuple[float, float]]:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(parent, []).append(int(entry))
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float, float]] = {}
     todo = [pid]
     while todo:
         p = todo.pop()
@@ -112,8 +115,18 @@ def tree_memory_mb(pid: int) -> dict[str, tuple[float, float]]:
         except OSError:
             continue
         kb = [int(fields.get(k, "0 kB").split()[0]) for k in ("VmRSS", "RssAnon")]
-        out[f"{p} {fields.get('Name', '?').strip()}"] = (kb[0] / 1024, kb[1] / 1024)
+        out[f"{p} {fields.get('Name', '?').strip()}"] = (kb[0] / 1024, kb[1] / 1024,
+                                                         _pss_kb(p) / 1024)
     return out
+
+
+def _pss_kb(pid: int) -> int:
+    """The proportional set size of `pid` in kB (0 when it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith("Pss:")), 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def measure(cmd: list[str], log: Path) -> dict[str, Any]:
@@ -121,24 +134,26 @@ def measure(cmd: list[str], log: Path) -> dict[str, Any]:
     and the processes at the resident peak."""
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        peak = peak_anon = 0.0
-        at_peak: dict[str, tuple[float, float]] = {}
+        peak = peak_anon = peak_pss = 0.0
+        at_peak: dict[str, tuple[float, float, float]] = {}
         t0 = time.perf_counter()
         while proc.poll() is None:
             tree = tree_memory_mb(proc.pid)
-            rss, anon = (sum(v[i] for v in tree.values()) for i in (0, 1))
+            rss, anon, pss = (sum(v[i] for v in tree.values()) for i in (0, 1, 2))
             if rss > peak:
                 peak, at_peak = rss, tree
             peak_anon = max(peak_anon, anon)
+            peak_pss = max(peak_pss, pss)
             time.sleep(0.2)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = log.read_text()[-2000:]
         raise RuntimeError(f"{' '.join(cmd[:4])} ... exited {proc.returncode}:\n{tail}")
-    processes = sorted(((name.split(" ", 1)[1], round(r), round(a)) for name, (r, a)
+    processes = sorted(((name.split(" ", 1)[1], round(r), round(a)) for name, (r, a, _)
                         in at_peak.items()), key=lambda t: -t[1])
     return {"wall_s": round(wall, 1), "peak_rss_mb": round(peak),
-            "peak_anon_mb": round(peak_anon), "processes_at_peak": processes,
+            "peak_anon_mb": round(peak_anon), "peak_pss_mb": round(peak_pss),
+            "processes_at_peak": processes,
             "command": _shown(cmd)}
 
 
@@ -292,15 +307,18 @@ def render(result: dict[str, Any]) -> str:
              "workers, Ray's processes), polled every 0.2 s; target < "
              f"{result['target_mb']} MB for each. Anonymous: the part of it that is not mapped "
              "files (shared libraries, the memory-mapped cache), i.e. what the kernel cannot drop "
-             "and re-read.", "",
-             "| step | wall (s) | images/s | peak RSS (MB) | of which anonymous (MB) | target met "
-             "| notes |",
-             "|---|---|---|---|---|---|---|"]
+             "and re-read. Peak PSS: the proportional set size summed over the tree, which "
+             "counts a page shared by several processes (shared libraries, pages a forked worker "
+             "still shares with its parent) once instead of once per process: the tree's real "
+             "footprint. The target is judged on both sums.", "",
+             "| step | wall (s) | images/s | peak RSS (MB) | of which anonymous (MB) | peak PSS "
+             "(MB) | target met | notes |",
+             "|---|---|---|---|---|---|---|---|"]
     for key, label in STEPS.items():
         m = result.get(key)
         if m is None or "error" in m:
             why = "not measured" if m is None else f"failed: {m['error'].splitlines()[0]}"
-            lines.append(f"| {label} | {why} | | | | | |")
+            lines.append(f"| {label} | {why} | | | | | | |")
             continue
         rate = m.get("images_per_s") or round(n / m["wall_s"], 1)
         notes = []
@@ -312,9 +330,16 @@ def render(result: dict[str, Any]) -> str:
                 notes.append(f"test AUC {m['test_auc']:.3f}")
         if "rows" in m:
             notes.append(f"{m['rows']} rows, {m['error_rows']} with an error")
-        met = "yes" if m["peak_rss_mb"] < result["target_mb"] else "**no**"
+        pss = m.get("peak_pss_mb")
+        if m["peak_rss_mb"] < result["target_mb"]:
+            met = "yes"
+        elif pss is not None and pss < result["target_mb"]:
+            met = "PSS yes, RSS sum **no**"
+        else:
+            met = "**no**"
         lines.append(f"| {label} | {m['wall_s']:.0f} | {rate:.0f} | {m['peak_rss_mb']} | "
-                     f"{m['peak_anon_mb']} | {met} | {'; '.join(notes)} |")
+                     f"{m['peak_anon_mb']} | {'' if pss is None else pss} | {met} | "
+                     f"{'; '.join(notes)} |")
     for key, label in STEPS.items():
         procs = (result.get(key) or {}).get("processes_at_peak") or []
         if len(procs) > 1:
