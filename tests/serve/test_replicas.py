@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from conftest import shared_path
 from PIL import Image as PILImage
 from serve import postgres
-from serve.first_key import first_key
 from serve.live import PASSWORDS, ROLES, LiveServer, start_server
 from serve.live import _live as bench_live
 from typer.testing import CliRunner
@@ -297,7 +296,13 @@ def test_killing_the_parent_of_several_processes_ends_its_workers(replicas) -> N
     shutil.rmtree(metrics_dir)  # the killed parent could not remove it
 
 
-def test_processes_making_the_first_signing_key_at_once_agree_on_one(tmp_path) -> None:
+def test_processes_making_the_first_signing_key_at_once_agree_on_one(tmp_path, monkeypatch
+                                                                   ) -> None:
+    # the spawned processes import the target by module name from the sys.path they inherit; a
+    # top-level name of its own (not serve.*: a bench script on sys.path has a serve module too)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from signing_key_race import first_key
+
     ctx = mp.get_context("spawn")
     n = 4
     start, out = ctx.Barrier(n), ctx.Queue()
