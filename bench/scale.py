@@ -158,8 +158,11 @@ def measure(cmd: list[str], log: Path) -> dict[str, Any]:
 
 
 def _shown(cmd: list[str]) -> str:
-    """The command as a user would type it (the venv's `medsight`, not its full path)."""
-    words = ["medsight" if w == str(BIN / "medsight") else w for w in cmd]
+    """The command as a user would type it from the repository root (the venv's `medsight` and
+    `python`, repository files relative to it), so no path of the measuring machine is recorded."""
+    named = {str(BIN / "medsight"): "medsight", sys.executable: ".venv/bin/python"}
+    words = [named.get(w) or (os.path.relpath(w, ROOT) if w.startswith(f"{ROOT}{os.sep}") else w)
+             for w in cmd]
     return " ".join(words)
 
 
