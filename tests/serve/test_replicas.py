@@ -70,6 +70,16 @@ def _workers(server: LiveServer) -> set[int]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether process `pid` still runs: an exited one whose new parent (pid 1 after its own
+    parent died) has not reaped it yet is a zombie, ended though its /proc entry remains."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
 @pytest.fixture(scope="module")
 def replicas(postgres_server, tmp_path_factory: pytest.TempPathFactory, serve_bundle: Path):
     """Replicas A (`--processes 2`: two uvicorn workers on one port) and B (one process) started
@@ -288,9 +298,10 @@ def test_killing_the_parent_of_several_processes_ends_its_workers(replicas) -> N
                        if v.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
     a.stop(signal.SIGKILL)  # no shutdown of any kind: the workers must not go on holding the port
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+    while time.monotonic() < deadline and any(_running(p) for p in workers):
         time.sleep(0.2)
-    assert not any(Path(f"/proc/{p}").exists() for p in workers)
+    assert not any(_running(p) for p in workers), {p: Path(f"/proc/{p}/status").read_text()
+                                                    for p in workers if _running(p)}
     with pytest.raises(httpx.TransportError):
         httpx.get(a.url + "/healthz", timeout=5)
     shutil.rmtree(metrics_dir)  # the killed parent could not remove it
