@@ -57,6 +57,7 @@ from medsight.train.data import (
 FORMAT = 1
 PIXELS = "pixels.npy"
 INDEX = "index.json"
+LAST_USED = "last-used"  # a pool's file whose mtime says when a training last used it (pruning)
 STALE_S = 24 * 3600  # a temporary folder of another host older than this is a dead build
 log = logging.getLogger(__name__)
 
@@ -357,6 +358,7 @@ def build_disk_cache(
     key = pool_key(preprocess, dtype)
     pool = prepare_cache_dir(cache_dir) / key[:32]
     pool.mkdir(exist_ok=True, mode=0o700)
+    (pool / LAST_USED).touch()
     keys = record_keys(dataset)
     segments = _load_segments(pool, key)
     todo = _missing(segments, keys)
