@@ -42,6 +42,7 @@ from medsight.models.torch_run import MODEL_FILE, PREPROCESS_FILE, STATE_FILE, T
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import BoxAugment, BoxAugmentConfig
 from medsight.train.detection_data import (
+    DETECTION_CACHES,
     DetectionImages,
     DetectionValidation,
     build_detection_images,
@@ -83,6 +84,9 @@ class TorchDetector(TorchRun, MedsightEstimator):
     checkpoint_dir, resume, seed, deterministic, device, precision, channels_last, threads,
         num_workers, load_workers, cache_dtype, eval_batch_size, progress: as `TorchClassifier`
         (the run-only ones are not saved with the model).
+    cache: where the preprocessed training images live: "memory" (default) or "disk" (the
+        memory-mapped cache of `medsight.train.disk_cache`, rows with their boxes, reused by later
+        runs and folds); cache_dir: its folder (None: $XDG_CACHE_HOME/medsight/images).
 
     Learned attributes: ``model_`` (`DetectorModel`, CPU), ``preprocess_``, ``score_threshold_``
     (also ``threshold_``), ``val_f1_`` (mean per-class F1 there), ``history_``, ``best_epoch_``,
@@ -93,7 +97,7 @@ class TorchDetector(TorchRun, MedsightEstimator):
     kind: ClassVar[str] = "detector"
     run_only: ClassVar[frozenset[str]] = frozenset({
         "device", "precision", "threads", "channels_last", "num_workers", "load_workers",
-        "eval_batch_size", "checkpoint_dir", "resume", "progress"})
+        "cache", "cache_dir", "eval_batch_size", "checkpoint_dir", "resume", "progress"})
 
     @classmethod
     def _not_training(cls) -> frozenset[str]:
@@ -134,6 +138,8 @@ class TorchDetector(TorchRun, MedsightEstimator):
         num_workers: int = 0,
         load_workers: int = 1,
         cache_dtype: str = "auto",
+        cache: str = "memory",
+        cache_dir: str | None = None,
         eval_batch_size: int | None = None,
         progress: Callback | None = None,
     ):
@@ -168,6 +174,8 @@ class TorchDetector(TorchRun, MedsightEstimator):
         self.num_workers = num_workers
         self.load_workers = load_workers
         self.cache_dtype = cache_dtype
+        self.cache = cache
+        self.cache_dir = cache_dir
         self.eval_batch_size = eval_batch_size
         self.progress = progress
 
@@ -194,6 +202,9 @@ class TorchDetector(TorchRun, MedsightEstimator):
         if self.score_threshold is not None and not 0.0 <= float(self.score_threshold) <= 1.0:
             raise InvalidConfig(f"score_threshold must be in [0, 1] or None, got "
                                 f"{self.score_threshold!r}")
+        if self.cache not in DETECTION_CACHES:
+            raise InvalidConfig(f"cache must be one of {list(DETECTION_CACHES)} for a detector "
+                                f"(streaming is for classifiers), got {self.cache!r}")
         self._check_run_params()
 
     # -- protocol ------------------------------------------------------------------------------
@@ -371,7 +382,7 @@ class TorchDetector(TorchRun, MedsightEstimator):
             self.progress(TrainEvent(f"load_{dataset.name}", 0, self.epochs, 0, len(dataset),
                                      float("nan")))
         return build_detection_images(dataset, self.preprocess_, self.cache_dtype,
-                                      self.load_workers)
+                                      self.load_workers, self.cache, self.cache_dir)
 
     def _check_shape(self, data: DetectionImages, name: str) -> None:
         if list(data.cache.sample_shape) != list(self.input_shape_):

@@ -2,7 +2,8 @@
 onto the model-input grid, the validation score (COCO mAP@0.5 through `medsight.evaluate`) and
 the validation choice of the score threshold.
 
-Each record is decoded and preprocessed once (`preprocess_with_geometry`), its boxes are mapped
+Each record is decoded and preprocessed once (`preprocess_with_geometry`), in memory or in the
+disk cache (`medsight.train.disk_cache`, rows with their boxes); its boxes are mapped
 forward through the index maps the geometry steps recorded (`boxes_forward`, clipped to the
 grid); boxes a crop cut to nothing are dropped and counted (``boxes_lost``), unreadable images
 skipped and named (``errors``), never silently.
@@ -10,8 +11,12 @@ skipped and named (``errors``), never silently.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +24,7 @@ import torch
 
 from medsight.boxes import Boxes, Detections
 from medsight.data.dataset import Dataset
-from medsight.errors import InvalidDataset, UnreadableImage
+from medsight.errors import InvalidConfig, InvalidDataset, UnreadableImage
 from medsight.models.detector_inference import (
     DetectorModel,
     ImageTransform,
@@ -29,9 +34,11 @@ from medsight.models.detector_inference import (
 from medsight.preprocess.box_geometry import boxes_forward
 from medsight.train.data import CachedImages, ImageCache
 from medsight.train.device import RunSettings
+from medsight.train.disk_cache import RowChunk, RowProducer, cached_rows, record_keys
 
 log = logging.getLogger(__name__)
 MIN_SIDE = 1.0  # px on the model-input grid: a box thinner than this cannot be learnt
+DISK_CHUNK = 64  # images decoded before they are written to the disk cache (peak memory)
 
 
 @dataclass
@@ -58,47 +65,109 @@ class DetectionImages:
         return CachedImages(self.cache, torch.arange(len(self.cache)))
 
 
+DETECTION_CACHES = ("memory", "disk")
+
+
 def build_detection_images(dataset: Dataset, preprocess: ImageTransform | None,
-                           dtype: str = "auto", workers: int = 1) -> DetectionImages:
-    """Decode, preprocess and cache the annotated records of `dataset` with their boxes."""
+                           dtype: str = "auto", workers: int = 1, cache: str = "memory",
+                           cache_dir: str | Path | None = None) -> DetectionImages:
+    """Decode, preprocess and cache the annotated records of `dataset` with their boxes:
+    in memory, or (``cache="disk"``) in the memory-mapped disk cache of
+    `medsight.train.disk_cache`, in pools of their own whose rows keep their boxes, so a later
+    run or fold decodes only what the cache lacks and memory holds no pixels."""
+    if cache not in DETECTION_CACHES:
+        raise InvalidConfig(f"a detector caches its training images in memory or on disk "
+                            f"(cache: {' or '.join(DETECTION_CACHES)}), got {cache!r}")
+    if cache == "disk":
+        return _disk_images(dataset, preprocess, dtype, workers, cache_dir)
     pixels: list[np.ndarray] = []
     index: list[int] = []
-    boxes: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
+    rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
-    lost = 0
-    shape: tuple[int, ...] | None = None
-    for i, prepared in iter_prepared(dataset, preprocess, workers):
-        record = dataset.records[i]
-        if isinstance(prepared, UnreadableImage):
-            errors.append((record.ref, prepared.reason))
-            log.warning("skipping unreadable image %s: %s", record.ref, prepared.reason)
-            continue
-        if shape is None:
-            shape = prepared.pixels.shape
-        elif prepared.pixels.shape != shape:
-            raise InvalidDataset(
-                f"{dataset.name}: images differ in shape after preprocessing ({shape} and "
-                f"{prepared.pixels.shape} for {record.ref}); add a resize step to the chain"
-            )
-        grid = prepared.pixels.shape[1:]
-        truth = record.boxes if record.boxes is not None else Boxes()
-        xyxy = boxes_forward(truth.array(), prepared.transforms, clip_shape=grid)
-        keep = ((xyxy[:, 2] - xyxy[:, 0]) >= MIN_SIDE) & ((xyxy[:, 3] - xyxy[:, 1]) >= MIN_SIDE)
-        lost += int((~keep).sum())
-        pixels.append(prepared.pixels)
-        index.append(i)
-        boxes.append(torch.as_tensor(xyxy[keep], dtype=torch.float32).reshape(-1, 4))
-        labels.append(torch.as_tensor(truth.label_array()[keep], dtype=torch.int64))
-    if not pixels:
+    for chunk in _detection_rows(preprocess, workers, 1 << 62)(dataset):
+        errors.extend((dataset.records[i].ref, why) for i, why in chunk.errors.items())
+        pixels.append(chunk.x)
+        index.extend(chunk.ok)
+        rows.extend(chunk.extras or [])
+    if not index:
         first = f"; first error: {errors[0][0]}: {errors[0][1]}" if errors else ""
         raise InvalidDataset(f"{dataset.name}: no readable annotated images{first}")
+    base = ImageCache.from_array(np.concatenate(pixels), dtype)
+    images = ImageCache(base.data, base.mode, np.asarray(index), errors, len(dataset))
+    return _with_boxes(dataset, images, rows)
+
+
+def _disk_images(dataset: Dataset, preprocess: ImageTransform | None, dtype: str, workers: int,
+                 cache_dir: str | Path | None) -> DetectionImages:
+    keys = [hashlib.sha256(json.dumps([k, _annotation(r.boxes)]).encode()).hexdigest()[:32]
+            for k, r in zip(record_keys(dataset), dataset.records, strict=True)]
+    images, rows = cached_rows(dataset, preprocess, dtype, cache_dir, keys,
+                               _detection_rows(preprocess, workers, DISK_CHUNK),
+                               kind="detection")
+    assert rows is not None  # a detection pool's rows all carry their boxes
+    return _with_boxes(dataset, images, rows)
+
+
+def _annotation(boxes: Boxes | None) -> Any:
+    """A record's boxes as JSON (None: not annotated); part of its disk-cache key."""
+    if boxes is None:
+        return None
+    return [boxes.array().tolist(), boxes.label_array().tolist()]
+
+
+def _detection_rows(preprocess: ImageTransform | None, workers: int, chunk_size: int
+                    ) -> RowProducer:
+    """Rows of `chunk_size` images: pixels on the model-input grid and, per row, its boxes
+    moved there (``boxes``, ``labels``) and the number too thin to keep (``lost``)."""
+
+    def produce(todo: Dataset) -> Iterator[RowChunk]:
+        pixels: list[np.ndarray] = []
+        ok: list[int] = []
+        rows: list[dict[str, Any]] = []
+        errors: dict[int, str] = {}
+        shape: tuple[int, ...] | None = None
+        for i, prepared in iter_prepared(todo, preprocess, workers):
+            record = todo.records[i]
+            if isinstance(prepared, UnreadableImage):
+                errors[i] = prepared.reason
+                log.warning("skipping unreadable image %s: %s", record.ref, prepared.reason)
+                continue
+            if shape is None:
+                shape = prepared.pixels.shape
+            elif prepared.pixels.shape != shape:
+                raise InvalidDataset(
+                    f"{todo.name}: images differ in shape after preprocessing ({shape} and "
+                    f"{prepared.pixels.shape} for {record.ref}); add a resize step to the chain"
+                )
+            truth = record.boxes if record.boxes is not None else Boxes()
+            xyxy = boxes_forward(truth.array(), prepared.transforms,
+                                 clip_shape=prepared.pixels.shape[1:])
+            keep = (((xyxy[:, 2] - xyxy[:, 0]) >= MIN_SIDE)
+                    & ((xyxy[:, 3] - xyxy[:, 1]) >= MIN_SIDE))
+            pixels.append(prepared.pixels)
+            ok.append(i)
+            rows.append({"boxes": xyxy[keep].astype(np.float32).tolist(),
+                         "labels": truth.label_array()[keep].tolist(),
+                         "lost": int((~keep).sum())})
+            if len(pixels) >= chunk_size:
+                yield RowChunk(np.stack(pixels), ok, errors, rows)
+                pixels, ok, rows, errors = [], [], [], {}
+        if pixels or errors:
+            x = np.stack(pixels) if pixels else np.empty((0, *(shape or (1, 1, 1))), np.float32)
+            yield RowChunk(x, ok, errors, rows)
+
+    return produce
+
+
+def _with_boxes(dataset: Dataset, images: ImageCache, rows: list[dict[str, Any]]
+                ) -> DetectionImages:
+    boxes = [torch.tensor(r["boxes"], dtype=torch.float32).reshape(-1, 4) for r in rows]
+    labels = [torch.tensor(r["labels"], dtype=torch.int64).reshape(-1) for r in rows]
+    lost = sum(int(r["lost"]) for r in rows)
     if lost:
         log.warning("%s: %d boxes narrower than %g px on the model-input grid (or cut off by a "
                     "crop) are left out of training", dataset.name, lost, MIN_SIDE)
-    base = ImageCache.from_array(np.stack(pixels), dtype)
-    cache = ImageCache(base.data, base.mode, np.asarray(index), errors, len(dataset))
-    return DetectionImages(cache, boxes, labels, errors, lost)
+    return DetectionImages(images, boxes, labels, images.errors, lost)
 
 
 def detect_cached(model: DetectorModel, data: DetectionImages, k: int, batch_size: int,

@@ -8,7 +8,8 @@ fold's split of the same data, reuses every row already there and decodes only w
 edited chain opens another pool, an edited file gets a new key. Size + mtime rather than a content
 hash: hashing would read every file on every run (most of a decode's I/O), while any tool that
 rewrites a file moves its mtime. Unreadable records are retried on every build (a codec installed
-since may read them); the sidecar records the errors met when the segment was written.
+since may read them); the sidecar records the errors met when the segment was written, and, for
+a detector's cache (its own pools, ``kind="detection"``), each row's boxes on the model grid.
 
 A segment is written chunk by chunk into a temporary folder (peak memory: one chunk) and renamed
 into place when complete, so a killed build never leaves a segment that is later trusted. Builders
@@ -29,7 +30,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
@@ -85,10 +86,10 @@ def prepare_cache_dir(cache_dir: str | Path | None) -> Path:
     return path
 
 
-def pool_key(preprocess: ImageTransform | None, dtype: str) -> str:
+def pool_key(preprocess: ImageTransform | None, dtype: str, kind: str | None = None) -> str:
     """sha256 of what decides a cached row's values: the chain's fingerprint (the sha256 of its
-    saved JSON, as the bundle pins it), the cache dtype, the decoders' version (medsight's) and
-    this format."""
+    saved JSON, as the bundle pins it), the cache dtype, the decoders' version (medsight's), this
+    format and the kind of rows (None: images only; "detection": images with their boxes)."""
     from medsight import __version__
 
     if preprocess is None:
@@ -100,8 +101,10 @@ def pool_key(preprocess: ImageTransform | None, dtype: str) -> str:
             "the disk image cache needs a medsight Preprocess chain (its saved definition keys "
             f"the cache), got {type(preprocess).__name__}; use cache='memory' for other callables"
         )
-    text = json.dumps({"format": FORMAT, "medsight": __version__, "chain": chain, "dtype": dtype},
-                      sort_keys=True)
+    fields = {"format": FORMAT, "medsight": __version__, "chain": chain, "dtype": dtype}
+    if kind is not None:
+        fields["kind"] = kind
+    text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -148,13 +151,30 @@ def _stat(path: str, memo: dict[str, Any]) -> Any:
 
 # -- segments ---------------------------------------------------------------------------------
 @dataclass
+class RowChunk:
+    """Rows a build decoded: the readable ones' pixels ``x`` and their positions ``ok`` in the
+    dataset being decoded, the unreadable ones' reasons by position, and per readable row an
+    optional JSON payload kept with the segment (a detector's boxes on the model grid)."""
+
+    x: np.ndarray
+    ok: list[int]
+    errors: dict[int, str]
+    extras: list[Any] | None = None
+
+
+RowProducer = Callable[[Dataset], Iterator[RowChunk]]
+
+
+@dataclass
 class Segment:
-    """One complete, immutable block of cached rows (``keys[r]`` is row r's record key)."""
+    """One complete, immutable block of cached rows (``keys[r]`` is row r's record key,
+    ``extras[r]`` its payload when the pool keeps one)."""
 
     path: Path
     mode: str | None
     shape: tuple[int, ...]
     keys: list[str]
+    extras: list[Any] | None = None
 
     def pixels(self) -> np.ndarray:
         """The rows, memory-mapped copy-on-write (pages are read from the file when touched)."""
@@ -170,11 +190,14 @@ def _load_segments(pool: Path, key: str) -> list[Segment]:
                 raise ValueError("written for another pool or format")
             keys = list(meta["keys"])
             shape = tuple(int(s) for s in meta["shape"])
+            extras = meta.get("extras")
+            if extras is not None and len(extras) != len(keys):
+                raise ValueError(f"{len(extras)} row payloads for {len(keys)} rows")
             if keys:
                 stored = np.load(folder / PIXELS, mmap_mode="r", allow_pickle=False)
                 if stored.shape[0] < len(keys) or tuple(stored.shape[1:]) != shape[1:]:
                     raise ValueError(f"{PIXELS} holds {stored.shape}, the index says {shape}")
-            out.append(Segment(folder, meta["mode"], shape, keys))
+            out.append(Segment(folder, meta["mode"], shape, keys, extras))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring the damaged image cache segment %s: %s", folder, exc)
     return out
@@ -247,9 +270,22 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_segment(pool: Path, key: str, todo: Dataset, keys: list[str],
-                   preprocess: ImageTransform | None, dtype: str, chunk_size: int, workers: int,
-                   progress: LoadProgress | None) -> dict[str, str]:
+def image_rows(preprocess: ImageTransform | None, chunk_size: int, workers: int,
+               progress: LoadProgress | None) -> RowProducer:
+    """The classifier cache's rows: `iter_arrays` chunks, the one preprocessing path."""
+
+    def produce(todo: Dataset) -> Iterator[RowChunk]:
+        for chunk in iter_arrays(todo, preprocess, chunk_size, workers, progress,
+                                 require_readable=False):
+            bad = chunk.indices[~chunk.ok]
+            yield RowChunk(chunk.x, [int(i) for i in chunk.indices[chunk.ok]],
+                           {int(i): why for i, (_, why) in zip(bad, chunk.errors, strict=True)})
+
+    return produce
+
+
+def _write_segment(pool: Path, key: str, todo: Dataset, keys: list[str], produce: RowProducer,
+                   dtype: str) -> dict[str, str]:
     """Decode `todo` into a new segment: a temporary folder renamed into place when complete.
     Returns the reason each unreadable record (by key) could not be read."""
     tmp = pool / f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -257,15 +293,15 @@ def _write_segment(pool: Path, key: str, todo: Dataset, keys: list[str],
     try:
         writer = _RowsWriter(tmp / PIXELS, len(todo))
         row_keys: list[str] = []
+        extras: list[Any] = []
         errors: dict[str, str] = {}
-        for chunk in iter_arrays(todo, preprocess, chunk_size, workers, progress,
-                                 require_readable=False):
-            bad = chunk.indices[~chunk.ok]
-            errors.update({keys[int(i)]: why for i, (_, why) in zip(bad, chunk.errors,
-                                                                  strict=True)})
+        for chunk in produce(todo):
+            errors.update({keys[i]: why for i, why in chunk.errors.items()})
             if len(chunk.x):
                 writer.append(chunk.x, chunk_mode(dtype, chunk.x))
-                row_keys.extend(keys[int(i)] for i in chunk.indices[chunk.ok])
+                row_keys.extend(keys[i] for i in chunk.ok)
+                if chunk.extras is not None:
+                    extras.extend(chunk.extras)
         writer.close()
         if not row_keys:
             return errors  # nothing readable: no segment (unreadable ones are retried next time)
@@ -273,6 +309,8 @@ def _write_segment(pool: Path, key: str, todo: Dataset, keys: list[str],
         meta = {"format": FORMAT, "pool": key, "mode": writer.mode,
                 "shape": [len(row_keys), *np.load(tmp / PIXELS, mmap_mode="r").shape[1:]],
                 "keys": row_keys, "errors": errors, "created": time.time()}
+        if extras:
+            meta["extras"] = extras
         (tmp / INDEX).write_text(json.dumps(meta))
         _fsync(tmp / INDEX)
         name = "seg-" + hashlib.sha256("\n".join(row_keys).encode()).hexdigest()[:24]
@@ -353,13 +391,24 @@ def build_disk_cache(
     """The `ImageCache` of `dataset` over memory-mapped segments in `cache_dir` (see the module
     docstring); only records missing from the cache are decoded (``cache.decoded`` counts them).
     """
+    cache, _ = cached_rows(dataset, preprocess, dtype, cache_dir, record_keys(dataset),
+                           image_rows(preprocess, chunk_size, workers, progress), progress=progress)
+    return cache
+
+
+def cached_rows(dataset: Dataset, preprocess: ImageTransform | None, dtype: str,
+                cache_dir: str | Path | None, keys: list[str], produce: RowProducer, *,
+                kind: str | None = None, progress: LoadProgress | None = None
+                ) -> tuple[ImageCache, list[Any] | None]:
+    """The cache of `dataset` (record i keyed by ``keys[i]``) in the pool of `preprocess`,
+    `dtype` and `kind`, the missing rows made by `produce`; with each cached row's payload when
+    the rows carry one."""
     if dtype not in CACHE_DTYPES:
         raise InvalidConfig(f"cache dtype {dtype!r} is not one of {list(CACHE_DTYPES)}")
-    key = pool_key(preprocess, dtype)
+    key = pool_key(preprocess, dtype, kind)
     pool = prepare_cache_dir(cache_dir) / key[:32]
     pool.mkdir(exist_ok=True, mode=0o700)
     (pool / LAST_USED).touch()
-    keys = record_keys(dataset)
     segments = _load_segments(pool, key)
     todo = _missing(segments, keys)
     errors: dict[str, str] = {}
@@ -370,8 +419,7 @@ def build_disk_cache(
             if todo:
                 _remove_dead_builds(pool)
                 errors = _write_segment(pool, key, dataset.subset(todo, name=dataset.name),
-                               [keys[i] for i in todo], preprocess, dtype, chunk_size, workers,
-                               progress)
+                                        [keys[i] for i in todo], produce, dtype)
                 segments = _load_segments(pool, key)
     if not todo and progress is not None:
         progress(len(dataset), len(dataset))
@@ -393,7 +441,7 @@ def _missing(segments: list[Segment], keys: list[str]) -> list[int]:
 
 
 def _assemble(dataset: Dataset, keys: list[str], segments: list[Segment],
-              why: dict[str, str], decoded: int) -> ImageCache:
+              why: dict[str, str], decoded: int) -> tuple[ImageCache, list[Any] | None]:
     where = {k: (s, r) for s, seg in enumerate(segments) for r, k in enumerate(seg.keys)}
     index, seg_of, row_of, errors = [], [], [], []
     for i, (record, k) in enumerate(zip(dataset.records, keys, strict=True)):
@@ -429,4 +477,16 @@ def _assemble(dataset: Dataset, keys: list[str], segments: list[Segment],
     else:
         data = SegmentRows({s: segments[s].pixels() for s in used}, modes,  # type: ignore[arg-type]
                            np.asarray(seg_of), np.asarray(row_of), mode)
-    return ImageCache(data, mode, np.asarray(index), errors, len(dataset), decoded)
+    cache = ImageCache(data, mode, np.asarray(index), errors, len(dataset), decoded)
+    return cache, _payloads(segments, seg_of, row_of)
+
+
+def _payloads(segments: list[Segment], seg_of: list[int], row_of: list[int]) -> list[Any] | None:
+    """Each cached row's payload, in cache order; None for a pool whose rows carry none."""
+    out = []
+    for s, r in zip(seg_of, row_of, strict=True):
+        extras = segments[s].extras
+        if extras is None:
+            return None
+        out.append(extras[r])
+    return out
