@@ -2,7 +2,7 @@
 query's instances pulled beside the results and predicted, one row per pulled instance carrying its
 study / series / SOP UIDs, with the probabilities of predicting the pulled folder directly; a rerun
 fetches nothing new; a pull folder is not reused for another query; a 3D model predicts each pulled
-series as one volume."""
+series as one volume; the Ray engine's rows of a query are the local engine's."""
 
 from __future__ import annotations
 
@@ -102,3 +102,29 @@ def test_a_volume_model_predicts_each_pulled_series_as_one_input(volume_bundle, 
     [folder_row] = json.loads((tmp_path / "direct.json").read_text())
     assert direct.n == 1 and row["path"] == folder_row["path"]
     assert row["probabilities"] == pytest.approx(folder_row["probabilities"], abs=1e-6)
+
+
+def test_the_ray_engine_predicts_a_pacs_query_as_the_local_engine_does(ct_bundle, orthanc,
+                                                                       uploaded, connection,
+                                                                       tmp_path) -> None:
+    """`--pacs ... --engine ray`: one Parquet row per pulled instance with its UIDs and the local
+    engine's probabilities, exactly."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    pytest.importorskip("ray", reason="Ray is a dev dependency (medsight[ray])")
+    args = ["predict", "-b", str(ct_bundle), "--pacs", str(connection), "--query", "Modality=CT",
+            "--allow-unsigned"]
+    local = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "local.json")])
+    assert local.exit_code == 0, local.output
+    on_ray = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ray.parquet"), "--engine",
+                                      "ray", "--actors", "1"])
+    assert on_ray.exit_code == 0, on_ray.output
+    assert f"{len(uploaded)} instances fetched" in " ".join(on_ray.output.split())
+    rows = pq.read_table(tmp_path / "ray.parquet").to_pylist()
+    by_uid = {r["source"]["sop_uid"]: r for r in json.loads((tmp_path / "local.json").read_text())}
+    assert sorted(r["source"]["sop_uid"] for r in rows) == sorted(by_uid) == sorted(
+        str(d.SOPInstanceUID) for d in uploaded)
+    for row in rows:
+        theirs = by_uid[row["source"]["sop_uid"]]
+        assert row["error"] is None and row["probabilities"] == theirs["probabilities"]
+        assert {k: v for k, v in row["source"].items() if k != "manifest_row"} == {
+            k: v for k, v in theirs["source"].items() if k != "manifest_row"}
