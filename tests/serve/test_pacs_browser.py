@@ -65,6 +65,7 @@ def test_pacs_badge_study_link_and_details(browser, live_server, tmp_path) -> No
 
         page.locator("#tab-history").click()
         page.locator(f'.history-row[data-id="{hostile_id}"]').click()
+        expect(page.locator("#result-view")).to_be_visible()
         expect(page.locator("#result-source")).to_be_visible()
         expect(page.locator("#result-study-link")).to_be_hidden()
         assert page.locator("#result-study-link").get_attribute("href") is None
@@ -73,6 +74,9 @@ def test_pacs_badge_study_link_and_details(browser, live_server, tmp_path) -> No
 
         page.locator("#tab-history").click()
         page.locator(f'.history-row[data-id="{made["id"]}"]').click()
+        # the row opens after its fetch: until then the result view (and its source panel) is
+        # hidden anyway, and the history view it replaces is the one the next steps use
+        expect(page.locator("#result-view")).to_be_visible()
         expect(page.locator("#result-source")).to_be_hidden()
 
         page.locator("#tab-history").click()
