@@ -23,7 +23,8 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 def test_help_everywhere_exits_zero() -> None:
     for args in ([], ["data"], ["data", "check"], ["data", "deid"], ["datasets", "fetch"],
-                 ["models"], ["preprocess", "preview"], ["train"], ["compare"], ["demo"]):
+                 ["models"], ["preprocess", "preview"], ["train"], ["compare"], ["demo"],
+                 ["cache"], ["cache", "list"], ["cache", "prune"]):
         done = run(*args, "--help")
         assert done.returncode == 0, (args, done.stderr)
         assert "Usage" in done.stdout

@@ -7,6 +7,7 @@ A new group is a module here plus one `import medsight.cli.<name>` line below.
 import medsight.cli.accounts
 import medsight.cli.activate
 import medsight.cli.bundle
+import medsight.cli.cache
 import medsight.cli.data
 import medsight.cli.datasets
 import medsight.cli.demo

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -50,7 +50,8 @@ class ImageCache:
     ``errors`` lists ``(ref, reason)`` of the skipped ones. `batch(rows)` returns float32.
     ``data`` is a tensor (in memory, or over a memory-mapped file) or a `RowSource`;
     ``decoded`` counts the records decoded to build the cache (0: all reused from disk);
-    ``stats`` (mean, std per channel) is given when the builder already computed them.
+    ``stats`` (mean, std per channel) is given when the builder already computed them;
+    ``holds`` keeps what the rows need alive with them (a disk pool's in-use lock).
     """
 
     def __init__(self, data: torch.Tensor | RowSource, mode: str, index: np.ndarray,
@@ -64,6 +65,7 @@ class ImageCache:
         self.n_records = len(self.index) if n_records is None else int(n_records)
         self.decoded = decoded
         self.stats = stats
+        self.holds: tuple[Any, ...] = ()
 
     # -- construction ------------------------------------------------------------------------
     @classmethod

@@ -14,7 +14,9 @@ a detector's cache (its own pools, ``kind="detection"``), each row's boxes on th
 A segment is written chunk by chunk into a temporary folder (peak memory: one chunk) and renamed
 into place when complete, so a killed build never leaves a segment that is later trusted. Builders
 of one pool serialise on a lock file (ranks on one node share the work: the later one reuses the
-first's rows); where the lock is unavailable the first complete rename wins. Nothing here assumes
+first's rows); where the lock is unavailable the first complete rename wins. A training holds a
+shared lock on the pool's in-use file for as long as its cache lives, so `cache_admin`'s pruning
+(which takes it exclusively before renaming a pool away) never removes a pool in use. Nothing here assumes
 a folder shared between nodes: each node builds into its own `cache_dir` unless told otherwise.
 """
 
@@ -59,6 +61,8 @@ FORMAT = 1
 PIXELS = "pixels.npy"
 INDEX = "index.json"
 LAST_USED = "last-used"  # a pool's file whose mtime says when a training last used it (pruning)
+IN_USE = "in-use"  # a pool's file its users flock shared while they use it (pruning takes it)
+OPEN_TRIES = 20  # a pool renamed away (pruned) while being opened is made again, this often
 STALE_S = 24 * 3600  # a temporary folder of another host older than this is a dead build
 log = logging.getLogger(__name__)
 
@@ -406,9 +410,47 @@ def cached_rows(dataset: Dataset, preprocess: ImageTransform | None, dtype: str,
     if dtype not in CACHE_DTYPES:
         raise InvalidConfig(f"cache dtype {dtype!r} is not one of {list(CACHE_DTYPES)}")
     key = pool_key(preprocess, dtype, kind)
-    pool = prepare_cache_dir(cache_dir) / key[:32]
-    pool.mkdir(exist_ok=True, mode=0o700)
-    (pool / LAST_USED).touch()
+    pool, in_use = _use_pool(prepare_cache_dir(cache_dir) / key[:32])
+    try:
+        cache, extras = _cached_rows(pool, key, dataset, dtype, keys, produce, progress)
+    except BaseException:
+        in_use.close()
+        raise
+    cache.holds = (in_use,)  # the pool stays in use (unprunable) while the cache lives
+    return cache, extras
+
+
+def _use_pool(pool: Path) -> tuple[Path, Any]:
+    """`pool` made if missing, with its in-use file open and flocked shared (the caller closes
+    it when done). A prune renames a pool away under the exclusive lock: a lock granted on a
+    file that is no longer at the pool's path means the pool was pruned meanwhile, so it is made
+    again."""
+    for _ in range(OPEN_TRIES):
+        pool.mkdir(exist_ok=True, mode=0o700)
+        try:
+            handle = open(pool / IN_USE, "a+")  # noqa: SIM115 (held for the cache's lifetime)
+        except FileNotFoundError:  # renamed away between the mkdir and the open
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+        except OSError as exc:  # e.g. a network file system without locks: pruning cannot tell
+            log.warning("cannot lock %s (%s); a prune meanwhile could remove it", handle.name, exc)
+        try:
+            here = os.stat(pool / IN_USE, follow_symlinks=False)
+        except FileNotFoundError:
+            here = None
+        there = os.fstat(handle.fileno())
+        if here is not None and (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
+            (pool / LAST_USED).touch()
+            return pool, handle
+        handle.close()
+    raise InvalidConfig(f"the disk image cache pool {pool} was removed {OPEN_TRIES} times while "
+                        "being opened: is a `medsight cache prune` running in a loop?")
+
+
+def _cached_rows(pool: Path, key: str, dataset: Dataset, dtype: str, keys: list[str],
+                 produce: RowProducer, progress: LoadProgress | None
+                 ) -> tuple[ImageCache, list[Any] | None]:
     segments = _load_segments(pool, key)
     todo = _missing(segments, keys)
     errors: dict[str, str] = {}
