@@ -42,10 +42,10 @@ from medsight.models.torch_run import MODEL_FILE, PREPROCESS_FILE, STATE_FILE, T
 from medsight.preprocess.chain import plain_spec
 from medsight.train.augment import BoxAugment, BoxAugmentConfig
 from medsight.train.detection_data import (
-    DETECTION_CACHES,
     DetectionImages,
     DetectionValidation,
     build_detection_images,
+    check_detection_cache,
     detect_cached,
     f1_threshold,
 )
@@ -202,9 +202,7 @@ class TorchDetector(TorchRun, MedsightEstimator):
         if self.score_threshold is not None and not 0.0 <= float(self.score_threshold) <= 1.0:
             raise InvalidConfig(f"score_threshold must be in [0, 1] or None, got "
                                 f"{self.score_threshold!r}")
-        if self.cache not in DETECTION_CACHES:
-            raise InvalidConfig(f"cache must be one of {list(DETECTION_CACHES)} for a detector "
-                                f"(streaming is for classifiers), got {self.cache!r}")
+        check_detection_cache(self.cache)
         self._check_run_params()
 
     # -- protocol ------------------------------------------------------------------------------

@@ -68,6 +68,13 @@ class DetectionImages:
 DETECTION_CACHES = ("memory", "disk")
 
 
+def check_detection_cache(cache: str) -> None:
+    """Refuse a training-image cache a detector cannot take (streaming is for classifiers)."""
+    if cache not in DETECTION_CACHES:
+        raise InvalidConfig(f"cache must be one of {list(DETECTION_CACHES)} for a detector "
+                            f"(streaming is for classifiers), got {cache!r}")
+
+
 def build_detection_images(dataset: Dataset, preprocess: ImageTransform | None,
                            dtype: str = "auto", workers: int = 1, cache: str = "memory",
                            cache_dir: str | Path | None = None) -> DetectionImages:
@@ -75,24 +82,19 @@ def build_detection_images(dataset: Dataset, preprocess: ImageTransform | None,
     in memory, or (``cache="disk"``) in the memory-mapped disk cache of
     `medsight.train.disk_cache`, in pools of their own whose rows keep their boxes, so a later
     run or fold decodes only what the cache lacks and memory holds no pixels."""
-    if cache not in DETECTION_CACHES:
-        raise InvalidConfig(f"a detector caches its training images in memory or on disk "
-                            f"(cache: {' or '.join(DETECTION_CACHES)}), got {cache!r}")
+    check_detection_cache(cache)
     if cache == "disk":
         return _disk_images(dataset, preprocess, dtype, workers, cache_dir)
-    pixels: list[np.ndarray] = []
-    index: list[int] = []
-    rows: list[dict[str, Any]] = []
-    errors: list[tuple[str, str]] = []
-    for chunk in _detection_rows(preprocess, workers, 1 << 62)(dataset):
-        errors.extend((dataset.records[i].ref, why) for i, why in chunk.errors.items())
-        pixels.append(chunk.x)
-        index.extend(chunk.ok)
-        rows.extend(chunk.extras or [])
+    # one chunk of every image: the producer's stacked array is the cache's input, not copied
+    chunks = list(_detection_rows(preprocess, workers, max(1, len(dataset)))(dataset))
+    errors = [(dataset.records[i].ref, why) for c in chunks for i, why in c.errors.items()]
+    index = [i for c in chunks for i in c.ok]
+    rows = [row for c in chunks for row in c.extras or []]
     if not index:
         first = f"; first error: {errors[0][0]}: {errors[0][1]}" if errors else ""
         raise InvalidDataset(f"{dataset.name}: no readable annotated images{first}")
-    base = ImageCache.from_array(np.concatenate(pixels), dtype)
+    pixels = [c.x for c in chunks if len(c.x)]
+    base = ImageCache.from_array(pixels[0] if len(pixels) == 1 else np.concatenate(pixels), dtype)
     images = ImageCache(base.data, base.mode, np.asarray(index), errors, len(dataset))
     return _with_boxes(dataset, images, rows)
 
@@ -146,8 +148,8 @@ def _detection_rows(preprocess: ImageTransform | None, workers: int, chunk_size:
                     & ((xyxy[:, 3] - xyxy[:, 1]) >= MIN_SIDE))
             pixels.append(prepared.pixels)
             ok.append(i)
-            rows.append({"boxes": xyxy[keep].astype(np.float32).tolist(),
-                         "labels": truth.label_array()[keep].tolist(),
+            rows.append({"boxes": xyxy[keep].astype(np.float32),  # the disk cache writes them
+                         "labels": truth.label_array()[keep].astype(np.int64),  # as JSON lists
                          "lost": int((~keep).sum())})
             if len(pixels) >= chunk_size:
                 yield RowChunk(np.stack(pixels), ok, errors, rows)
@@ -161,8 +163,8 @@ def _detection_rows(preprocess: ImageTransform | None, workers: int, chunk_size:
 
 def _with_boxes(dataset: Dataset, images: ImageCache, rows: list[dict[str, Any]]
                 ) -> DetectionImages:
-    boxes = [torch.tensor(r["boxes"], dtype=torch.float32).reshape(-1, 4) for r in rows]
-    labels = [torch.tensor(r["labels"], dtype=torch.int64).reshape(-1) for r in rows]
+    boxes = [torch.as_tensor(np.asarray(r["boxes"], np.float32)).reshape(-1, 4) for r in rows]
+    labels = [torch.as_tensor(np.asarray(r["labels"], np.int64)).reshape(-1) for r in rows]
     lost = sum(int(r["lost"]) for r in rows)
     if lost:
         log.warning("%s: %d boxes narrower than %g px on the model-input grid (or cut off by a "

@@ -315,7 +315,7 @@ def _write_segment(pool: Path, key: str, todo: Dataset, keys: list[str], produce
                 "keys": row_keys, "errors": errors, "created": time.time()}
         if extras:
             meta["extras"] = extras
-        (tmp / INDEX).write_text(json.dumps(meta))
+        (tmp / INDEX).write_text(json.dumps(meta, default=_json_lists))
         _fsync(tmp / INDEX)
         name = "seg-" + hashlib.sha256("\n".join(row_keys).encode()).hexdigest()[:24]
         try:
@@ -326,6 +326,13 @@ def _write_segment(pool: Path, key: str, todo: Dataset, keys: list[str], produce
         return errors
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _json_lists(value: Any) -> Any:
+    """Numpy arrays and scalars of a row's payload as JSON lists and numbers."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"a disk-cache row payload holds a {type(value).__name__}, not JSON")
 
 
 @contextmanager
