@@ -71,6 +71,7 @@ class OrthancServer:
             "DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True, "DicomAlwaysAllowGet": True,
             "DicomCheckModalityHost": False, "HttpDescribeErrors": True, "StableAge": 1,
             "ConcurrentJobs": 2, "HttpThreadsCount": 8, "SaveJobs": False,
+            "MaximumStorageCacheSize": 0,  # reads come from the storage folder (a test loses a file)
         }
         cfg = self.root / "orthanc.json"
         cfg.write_text(json.dumps(config, indent=1))
@@ -123,6 +124,15 @@ class OrthancServer:
             r.raise_for_status()
             ids.append(r.json()["ID"])
         return ids
+
+    def stored_file(self, sop_uid: str) -> Path:
+        """The file in the storage folder that holds the instance `sop_uid` (by its attachment's
+        UUID, where Orthanc 1.10 files it: ``storage/ab/cd/abcd...``)."""
+        (found,) = self.http.post("/tools/lookup", content=sop_uid).json()
+        info = self.http.get(f"/instances/{found['ID']}/attachments/dicom/info")
+        info.raise_for_status()
+        uuid = info.json()["Uuid"]
+        return self.root / "storage" / uuid[:2] / uuid[2:4] / uuid
 
     def instances(self) -> list[str]:
         r = self.http.get("/instances")

@@ -1,9 +1,11 @@
 """`medsight pacs pull / push / find` through Typer's CliRunner against the real Orthanc: the summary,
-the exit codes, no patient names in `find` by default, connection flags from YAML."""
+the exit codes (a series the PACS cannot list fails the pull, the rerun fetches only it), no
+patient names in `find` by default, connection flags from YAML."""
 
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 import yaml
@@ -41,6 +43,46 @@ def test_pull_by_query_and_resume(orthanc, uploaded, tmp_path):
     assert again.exit_code == 0, again.output
     present = next(line for line in again.output.splitlines() if "already present" in line)
     assert str(len(expected)) in present
+
+
+def _summary(output: str) -> dict[str, str]:
+    """The rows of the pull's summary table, name to value."""
+    return {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in output.splitlines() if line.count("│") == 3}
+
+
+def test_a_series_the_pacs_cannot_list_fails_the_pull_and_the_rerun_fetches_only_it(
+        orthanc, uploaded, tmp_path):
+    """A file lost behind Orthanc's index: its QIDO-RS listing of that series answers 500. The
+    study's other series is still pulled, the broken one named; once the PACS is mended, the
+    same command fetches only what it lacked."""
+    study = str(uploaded[0].StudyInstanceUID)
+    in_study = [d for d in uploaded if str(d.StudyInstanceUID) == study]
+    broken = str(uploaded[-1].SeriesInstanceUID)  # the 2-slice series added to the first study
+    assert len({str(d.SeriesInstanceUID) for d in in_study}) == 2
+    stored = orthanc.stored_file(str(uploaded[-1].SOPInstanceUID))
+    kept = tmp_path / "kept.dcm"
+    shutil.move(stored, kept)
+    out = tmp_path / "pulled"
+    args = ["pacs", "pull", *_flags(orthanc), "--study", study, "--out", str(out)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 1, first.output
+    assert f"not listed {broken}" in first.output and "HTTP 500" in first.output, first.output
+    assert "1 series or studies not listed" in first.output
+    assert "run the same command again" in first.output
+    assert _summary(first.output)["instances fetched"] == "1"
+    with (out / "manifest.csv").open() as fh:
+        assert [r["series_uid"] for r in csv.DictReader(fh)] == [str(in_study[0].SeriesInstanceUID)]
+
+    shutil.move(kept, stored)  # the PACS has its file again
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    summary = _summary(again.output)
+    assert (summary["instances fetched"], summary["already present"], summary["failed"],
+            summary["series or studies not listed"]) == ("2", "1", "0", "0")
+    with (out / "manifest.csv").open() as fh:
+        assert {r["sop_uid"] for r in csv.DictReader(fh)} == {str(d.SOPInstanceUID)
+                                                             for d in in_study}
 
 
 def test_pull_needs_query_or_study_and_a_bad_keyword_names_it(orthanc, tmp_path):

@@ -161,6 +161,36 @@ def test_an_instance_the_pacs_does_not_send_is_reported_and_retried(orthanc, upl
     assert (again.present, again.fetched, again.ok, healed.retrieved) == (4, 1, True, [flaky.refused])
 
 
+class UnlistingPacs(DicomWebPacs):
+    """The real client, with one study whose series the PACS will not list."""
+
+    unlisted: str
+
+    def search(self, level, query=None, *, study=None, series=None, fields=(), limit=None):
+        if level == "series" and study == self.unlisted:
+            raise PacsError(f"{self.config.display}: QIDO-RS search for series in study {study} "
+                            "answered HTTP 500 Internal Server Error; see the PACS's log")
+        return super().search(level, query, study=study, series=series, fields=fields,
+                              limit=limit)
+
+
+def test_a_study_the_pacs_cannot_list_is_reported_and_the_others_pulled(orthanc, uploaded,
+                                                                        tmp_path):
+    broken = UnlistingPacs(orthanc.config())
+    broken.unlisted = str(uploaded[0].StudyInstanceUID)  # the study with 5 instances
+    report = pull(broken, tmp_path, query=parse_query("Modality=CT"))
+    assert (report.studies, report.fetched, report.ok) == (6, 5, False)
+    assert report.unlisted == [(broken.unlisted, f"{orthanc.dicomweb_url}: QIDO-RS search for "
+                                f"series in study {broken.unlisted} answered HTTP 500 Internal "
+                                "Server Error; see the PACS's log")]
+    assert report.to_dict()["unlisted"][0]["uid"] == broken.unlisted
+    assert broken.unlisted not in {r["study_id"] for r in _manifest(tmp_path / "manifest.csv")}
+    with pytest.raises(PacsError, match="HTTP 500"):  # the one study asked for: a clear error
+        pull(broken, tmp_path / "one", study=broken.unlisted)
+    again = pull(DicomWebPacs(orthanc.config()), tmp_path, query=parse_query("Modality=CT"))
+    assert (again.present, again.fetched, again.ok) == (5, 5, True)
+
+
 def test_pull_needs_a_query_or_a_study_that_exists(pacs, uploaded, tmp_path):
     with pytest.raises(InvalidConfig, match="query or a study"):
         pull(pacs, tmp_path)

@@ -127,6 +127,7 @@ def pull_cmd(out: Annotated[Path, typer.Option("--out", "-o", help="folder to wr
     for name, value in [("studies", report.studies), ("series", report.series),
                         ("instances fetched", report.fetched),
                         ("already present", report.present), ("failed", len(report.failed)),
+                        ("series or studies not listed", len(report.unlisted)),
                         ("written", _size(report.bytes)),
                         ("de-identified copies", report.deidentified),
                         ("manifest", report.manifest or "-"),
@@ -137,9 +138,12 @@ def pull_cmd(out: Annotated[Path, typer.Option("--out", "-o", help="folder to wr
         console.print("[yellow]nothing matched[/]: check the query with `medsight pacs find`")
     for sop, reason in report.failed[:20]:
         console.print(f"[red]failed[/] {sop}: {reason}")
+    for uid, reason in report.unlisted[:20]:
+        console.print(f"[red]not listed[/] {uid}: {reason}")
     if not report.ok:
-        console.print(f"[red]{len(report.failed)} instance(s) failed[/]; run the same command again "
-                      "to retry them")
+        what = [f"{len(report.failed)} instance(s) failed"] if report.failed else []
+        what += [f"{len(report.unlisted)} series or studies not listed"] if report.unlisted else []
+        console.print(f"[red]{', '.join(what)}[/]; run the same command again to retry them")
         raise typer.Exit(1)
 
 

@@ -28,7 +28,8 @@ def default_pull_dir(out: Path | None) -> Path:
 def pull_query(connection: Path, queries: list[str], pull_dir: Path) -> tuple[Path, list[str]]:
     """Pull what `queries` (``KEY=VALUE``, each maybe ``A=1&B=2``; all must match) select from
     the PACS of the YAML file `connection` into `pull_dir`; the manifest to predict and, for
-    each instance that could not be fetched, ``"SOP UID: reason"``. A pull folder serves one
+    each instance that could not be fetched, ``"SOP UID: reason"`` (a series or study the PACS
+    would not list: ``"UID not listed: reason"``). A pull folder serves one
     query: reusing it for another is refused, so the results never mix two queries."""
     from medsight.pacs import open_pacs
     from medsight.pacs.pull import pull
@@ -48,14 +49,17 @@ def pull_query(connection: Path, queries: list[str], pull_dir: Path) -> tuple[Pa
         pacs.close()
     console.print(f"{cfg.display}: {report.studies} studies, {report.series} series, "
                   f"{report.fetched} instances fetched, {report.present} already in {pull_dir}, "
-                  f"{len(report.failed)} failed", highlight=False)
+                  f"{len(report.failed)} failed, {len(report.unlisted)} series or studies not "
+                  "listed", highlight=False)
+    problems = [f"{sop}: {reason}" for sop, reason in report.failed]
+    problems += [f"{uid} not listed: {reason}" for uid, reason in report.unlisted]
     if report.manifest is None:
-        if report.failed:
+        if problems:
             raise typer.BadParameter(f"no instance could be pulled from {cfg.display}; first "
-                                     f"failure: {report.failed[0][1]}")
+                                     f"failure: {problems[0]}")
         raise typer.BadParameter(f"nothing in {cfg.display} matches the query on "
                                  f"{', '.join(sorted(query))}: check it with `medsight pacs find`")
-    return Path(report.manifest), [f"{sop}: {reason}" for sop, reason in report.failed]
+    return Path(report.manifest), problems
 
 
 def show_pull_failures(failed: list[str]) -> None:

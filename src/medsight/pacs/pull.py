@@ -42,7 +42,9 @@ Progress = Callable[[int, int], None]
 @dataclass
 class PullReport:
     """What a pull did: counts per level, instances fetched / already present / failed (with the
-    reason), bytes written, and where the manifests are."""
+    reason), the studies or series whose contents the PACS would not list (``unlisted``: UID and
+    reason; none of their instances is known, so none was pulled), bytes written, and where the
+    manifests are."""
 
     out: str
     studies: int = 0
@@ -50,6 +52,7 @@ class PullReport:
     fetched: int = 0
     present: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
     bytes: int = 0
     deidentified: int = 0
     manifest: str | None = None
@@ -62,13 +65,14 @@ class PullReport:
 
     @property
     def ok(self) -> bool:
-        """True when no instance failed."""
-        return not self.failed
+        """True when no instance failed and every study and series could be listed."""
+        return not self.failed and not self.unlisted
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": self.out, "studies": self.studies, "series": self.series,
                 "instances": self.instances, "fetched": self.fetched, "present": self.present,
                 "failed": [{"sop_uid": u, "reason": r} for u, r in self.failed],
+                "unlisted": [{"uid": u, "reason": r} for u, r in self.unlisted],
                 "bytes": self.bytes, "deidentified": self.deidentified,
                 "manifest": self.manifest, "deid_manifest": self.deid_manifest}
 
@@ -88,9 +92,11 @@ def _uid(value: Any, what: str) -> str:
     return text
 
 
-def _plan(pacs: Pacs, query: dict[str, str] | None, study: str | None,
-          limit: int | None) -> tuple[list[_Item], int, int]:
-    """Every instance to pull (QIDO study -> series -> instance), with the study and series counts."""
+def _plan(pacs: Pacs, query: dict[str, str] | None, study: str | None, limit: int | None,
+          unlisted: list[tuple[str, str]]) -> tuple[list[_Item], int, int]:
+    """Every instance to pull (QIDO study -> series -> instance), with the study and series counts;
+    a study or series the PACS fails to list goes to `unlisted` and the others are still planned
+    (one broken series does not stop an archive's pull)."""
     levels = split_query(query or {})
     if study is not None:
         studies = [_uid(study, "StudyInstanceUID")]
@@ -100,11 +106,25 @@ def _plan(pacs: Pacs, query: dict[str, str] | None, study: str | None,
     items: list[_Item] = []
     n_series = 0
     for st in dict.fromkeys(studies):
-        for se_answer in pacs.search("series", levels["series"], study=st):
+        try:
+            series = pacs.search("series", levels["series"], study=st)
+        except PacsError as exc:
+            if study is not None:
+                raise  # the one study asked for: nothing to pull
+            log.warning("study %s not listed: %s", st, exc)
+            unlisted.append((st, str(exc)))
+            continue
+        for se_answer in series:
             se = _uid(se_answer.get("SeriesInstanceUID"), "SeriesInstanceUID")
             n_series += 1
-            for answer in pacs.search("instance", levels["instance"], study=st, series=se):
-                items.append(_Item(st, se, _uid(answer.get("SOPInstanceUID"), "SOPInstanceUID")))
+            try:
+                answers = pacs.search("instance", levels["instance"], study=st, series=se)
+            except PacsError as exc:
+                log.warning("series %s not listed: %s", se, exc)
+                unlisted.append((se, str(exc)))
+                continue
+            items.extend(_Item(st, se, _uid(a.get("SOPInstanceUID"), "SOPInstanceUID"))
+                         for a in answers)
     if study is not None and n_series == 0:
         raise PacsError(f"{pacs.config.display}: study {study} not found (no series"
                         f"{' matching ' + str(levels['series']) if levels['series'] else ''})")
@@ -307,7 +327,7 @@ def pull(pacs: Pacs, out: str | os.PathLike[str], *, query: dict[str, str] | Non
     root = Path(out).expanduser()
     deidentify = deidentify or deidentify_only
     report = PullReport(out=str(root))
-    items, report.studies, report.series = _plan(pacs, query, study, limit)
+    items, report.studies, report.series = _plan(pacs, query, study, limit, report.unlisted)
     pz = Pseudonymizer(_secret(root, secret)) if deidentify else None
     groups = _by_series(items)
     puller = _Puller(pacs, root, report, pz, keep_originals=not deidentify_only,
@@ -340,6 +360,7 @@ def pull(pacs: Pacs, out: str | os.PathLike[str], *, query: dict[str, str] | Non
         _write_manifest(root / "deid" / "manifest.csv",
                         {k.removeprefix("deid/"): {**v, "path": v["path"].removeprefix("deid/")}
                          for k, v in puller.deid_rows.items()})
-    log.info("pulled %d instance(s) (%d already present, %d failed) from %s into %s",
-             report.fetched, report.present, len(report.failed), pacs.config.display, root)
+    log.info("pulled %d instance(s) (%d already present, %d failed, %d series or studies not "
+             "listed) from %s into %s", report.fetched, report.present, len(report.failed),
+             len(report.unlisted), pacs.config.display, root)
     return report
