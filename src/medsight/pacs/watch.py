@@ -158,11 +158,14 @@ class Watcher:
         log.info("PACS %s: %s", self.name, report.summary())
         return report
 
-    def run_forever(self, stop: threading.Event) -> None:
-        """Poll every `poll_s` until `stop` is set; a failing poll is logged and retried."""
+    def run_forever(self, stop: threading.Event,
+                    may_poll: Callable[[], bool] | None = None) -> None:
+        """Poll every `poll_s` until `stop` is set; a failing poll is logged and retried. With
+        `may_poll`, each poll first asks it and is skipped on False (another process watches)."""
         while not stop.is_set():
             try:
-                self.poll_once()
+                if may_poll is None or may_poll():
+                    self.poll_once()
             except MedsightError as exc:
                 log.error("PACS %s: poll failed: %s", self.name, exc)
             except Exception:  # the watcher thread must outlive any one poll

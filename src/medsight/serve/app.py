@@ -56,6 +56,7 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> FastA
                               "a heatmap of where the model looked and a printable report. "
                               "Decision support, not a diagnosis.")
     app.state.service = svc
+    app.state.pacs_watch = watcher
     app.add_middleware(ServiceMiddleware)
     app.include_router(routes_ops.router)
     app.include_router(routes_session.router)

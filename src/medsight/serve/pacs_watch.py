@@ -80,19 +80,40 @@ def service_watcher(service: Service, config: WatchConfig) -> Watcher:
 
 
 class PacsWatchThread:
-    """Runs a watcher's `run_forever` in a daemon thread; `stop` ends it after the poll in flight."""
+    """Runs a watcher's `run_forever` in a daemon thread; `stop` ends it after the poll in flight.
+
+    On a shared database (PostgreSQL replicas) only the replica holding the watch's leader lock
+    polls; the others stand by and one of them takes over at its next poll once that replica
+    stops or dies. A replica that loses its database connection mid-poll finishes that poll."""
 
     def __init__(self, service: Service, config_path: Path) -> None:
         self.watcher = service_watcher(service, WatchConfig.from_yaml(config_path))
+        self.lock = service.store.leader_lock(f"pacs-watch {self.watcher.name}")
+        self.leading = self.lock is None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.watcher.run_forever, args=(self._stop,),
-                                        name="pacs-watcher", daemon=True)
+        may_poll = self._may_poll if self.lock is not None else None
+        self._thread = threading.Thread(target=self.watcher.run_forever,
+                                        args=(self._stop, may_poll), name="pacs-watcher",
+                                        daemon=True)
+
+    def _may_poll(self) -> bool:
+        assert self.lock is not None
+        held = self.lock.held()
+        if held != self.leading:
+            log.info("PACS %s: %s", self.watcher.name, "this replica watches it now" if held else
+                     "another replica watches it; this one stands by")
+        self.leading = held
+        return held
 
     def start(self) -> None:
         self._thread.start()
-        log.info("watching PACS %s every %.0f s", self.watcher.name, self.watcher.config.watch.poll_s)
+        log.info("watching PACS %s every %.0f s%s", self.watcher.name,
+                 self.watcher.config.watch.poll_s,
+                 "" if self.lock is None else " (on the replica holding its lock)")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
+        if self.lock is not None and not self._thread.is_alive():  # else it ends with the process
+            self.lock.release()
         self.watcher.pacs.close()

@@ -30,6 +30,7 @@ from medsight.serve import auth
 from medsight.serve.db import migrate
 from medsight.serve.db.audit import PG_LOCK_KEY, AuditReport, append_entries, verify_chain
 from medsight.serve.db.engine import WRITE_OPTION, display_url, make_engine, resolve_url
+from medsight.serve.db.leader_lock import LeaderLock
 from medsight.serve.db.rate_buckets import prune_idle, take_token
 from medsight.serve.db.tables import (
     ApiKey,
@@ -645,6 +646,11 @@ class Store:
         """Whether other processes may use this database at once as peers (PostgreSQL): state
         such as rate limits must then live in it rather than in one process."""
         return self._engine.dialect.name == "postgresql"
+
+    def leader_lock(self, name: str) -> LeaderLock | None:
+        """The lock electing one process among those sharing this database (PostgreSQL) for the
+        duty `name`; None on SQLite, where one process serves a data folder."""
+        return LeaderLock(self._engine, name) if self.shared else None
 
     def take_rate_token(self, client: str, rate: float, burst: float) -> float:
         """Take a token from `client`'s bucket in the database (see `db.rate_buckets`): 0.0 when
