@@ -218,3 +218,27 @@ def test_forged_secrets_for_a_known_key_id_are_throttled(store, monkeypatch):
     assert all(store.user_for_key(f) is None for f in forged)
     assert len(calls) == 3  # the 4th and 5th forgeries cost no argon2 run
     assert store.user_for_key(full).name == "alice"  # the real, cached key keeps working
+
+
+def test_wrong_secrets_are_counted_once_over_the_replicas(postgres_server, tmp_path, monkeypatch):
+    """Two stores on one PostgreSQL database (two replicas): forgeries spread over both share one
+    allowance, so N replicas do not allow N times the argon2 checks."""
+    from medsight.serve.db import store as store_module
+
+    monkeypatch.setattr(store_module, "KEY_FAILURES", 4)
+    url = postgres_server.create_database()
+    a, b = Store.open(tmp_path / "a", url), Store.open(tmp_path / "b", url)
+    try:
+        a.add_user("alice", "clinician")
+        info, full = a.create_key("alice")
+        calls = []
+        real = auth.verify_secret
+        monkeypatch.setattr(auth, "verify_secret", lambda h, v: calls.append(v) or real(h, v))
+        for k in range(8):
+            assert (a if k % 2 else b).user_for_key(f"msk_{info.key_id}_{auth.new_token()}") is None
+        assert len(calls) == 4  # 2 on each replica, then refused unverified on both
+        assert b.prune_rate_buckets(0.0) == 0  # the count outlives a prune of idle buckets
+        assert a.user_for_key(f"msk_{info.key_id}_{auth.new_token()}") is None and len(calls) == 4
+    finally:
+        a.close()
+        b.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-__all__ = ["prune_idle", "take_token"]
+__all__ = ["peek_tokens", "prune_idle", "take_token"]
 
 _ELAPSED = "GREATEST(0, EXTRACT(EPOCH FROM statement_timestamp() - b.updated))"
 _AVAILABLE = f"LEAST(CAST(:burst AS double precision), b.tokens + {_ELAPSED} * :rate)"
@@ -23,7 +23,9 @@ ON CONFLICT (client) DO UPDATE SET
     updated = GREATEST(b.updated, statement_timestamp())
 RETURNING tokens, allowed
 """)
-_PRUNE = text("DELETE FROM rate_buckets WHERE updated < statement_timestamp() - make_interval(secs => :idle)")
+_PEEK = text(f"SELECT {_AVAILABLE} FROM rate_buckets AS b WHERE b.client = :client")
+_PRUNE = text("DELETE FROM rate_buckets WHERE updated < statement_timestamp() - make_interval(secs => "
+              "CASE WHEN starts_with(client, :prefix) THEN GREATEST(:idle, :longer) ELSE :idle END)")
 
 
 def take_token(conn: Connection, client: str, rate: float, burst: float) -> float:
@@ -36,7 +38,17 @@ def take_token(conn: Connection, client: str, rate: float, burst: float) -> floa
     return 0.0 if allowed else (1.0 - tokens) / rate
 
 
-def prune_idle(conn: Connection, idle_s: float) -> int:
+def peek_tokens(conn: Connection, client: str, rate: float, burst: float) -> float:
+    """The tokens in `client`'s bucket now (`burst` when it has none), none taken."""
+    if conn.dialect.name != "postgresql":
+        raise NotImplementedError("shared rate buckets need PostgreSQL")
+    tokens = conn.execute(_PEEK, {"client": client, "rate": rate, "burst": burst}).scalar()
+    return float(burst) if tokens is None else float(tokens)
+
+
+def prune_idle(conn: Connection, idle_s: float, prefix: str = "", longer_s: float = 0.0) -> int:
     """Delete the buckets untouched for `idle_s` seconds (burst / rate: full again, the same as
-    no row); how many. PostgreSQL only."""
-    return conn.execute(_PRUNE, {"idle": float(idle_s)}).rowcount
+    no row), those of clients starting with `prefix` only after `longer_s` if that
+    is longer (they fill more slowly); how many. PostgreSQL only."""
+    return conn.execute(_PRUNE, {"idle": float(idle_s), "prefix": prefix,
+                                 "longer": float(longer_s)}).rowcount

@@ -31,7 +31,7 @@ from medsight.serve.db import migrate
 from medsight.serve.db.audit import PG_LOCK_KEY, AuditReport, append_entries, verify_chain
 from medsight.serve.db.engine import WRITE_OPTION, display_url, make_engine, resolve_url
 from medsight.serve.db.leader_lock import LeaderLock
-from medsight.serve.db.rate_buckets import prune_idle, take_token
+from medsight.serve.db.rate_buckets import peek_tokens, prune_idle, take_token
 from medsight.serve.db.tables import (
     ApiKey,
     AuditEntry,
@@ -58,9 +58,13 @@ VERDICTS = ("agree", "disagree")
 LAST_USED_EVERY = timedelta(seconds=60)  # last_used is written at most this often per key
 _KEY_CACHE_SIZE = 10_000
 # A key id seen with this many wrong secrets within KEY_FAILURE_WINDOW_S is refused without running
-# argon2 until the window passes (keys already verified by this process keep working).
+# argon2 until the window passes (keys already verified by this process keep working). On
+# PostgreSQL the count is shared by the replicas: a token bucket of KEY_FAILURES refilled over the
+# window, in `rate_buckets` (a wrong secret takes a token; none left: refused unverified).
 KEY_FAILURES = 20
 KEY_FAILURE_WINDOW_S = 60.0
+_KEY_FAILURE_RATE = KEY_FAILURES / KEY_FAILURE_WINDOW_S
+_KEY_FAILURE_BUCKET = "keyfail:"  # + key id: the shared wrong-secret count's rate bucket
 
 _REQUIRED = ("id", "user_id", "model_name", "model_version", "label", "probabilities", "confidence",
              "created", "image")
@@ -409,6 +413,14 @@ class Store:
         return user
 
     def _throttled(self, key_id: str) -> bool:
+        if self.shared:
+            try:
+                with self._engine.begin() as conn:
+                    left = peek_tokens(conn, _KEY_FAILURE_BUCKET + key_id, _KEY_FAILURE_RATE, KEY_FAILURES)
+                return left < 1
+            except SQLAlchemyError as exc:  # the process's own count still applies
+                log.warning("shared wrong-secret count of key %s not read: %s", key_id,
+                            _reason(exc))
         cutoff = monotonic() - KEY_FAILURE_WINDOW_S
         with self._key_cache_lock:
             times = [t for t in self._key_failures.get(key_id, ()) if t > cutoff]
@@ -419,6 +431,16 @@ class Store:
             return len(times) >= KEY_FAILURES
 
     def _key_failed(self, key_id: str) -> None:
+        if self.shared:
+            try:
+                with self._engine.begin() as conn:
+                    if take_token(conn, _KEY_FAILURE_BUCKET + key_id, _KEY_FAILURE_RATE, KEY_FAILURES) > 0:
+                        log.warning("API key %s: %d wrong secrets within %.0f s over the "
+                                    "replicas; refusing it unverified for now", key_id,
+                                    KEY_FAILURES, KEY_FAILURE_WINDOW_S)
+            except SQLAlchemyError as exc:
+                log.warning("shared wrong-secret count of key %s not updated: %s", key_id,
+                            _reason(exc))
         with self._key_cache_lock:
             self._key_failures.setdefault(key_id, []).append(monotonic())
             self._key_failures.move_to_end(key_id)
@@ -659,9 +681,10 @@ class Store:
             return take_token(conn, client, rate, burst)
 
     def prune_rate_buckets(self, idle_s: float) -> int:
-        """Forget the rate buckets untouched for `idle_s` seconds (full again); how many."""
-        with self._engine.begin() as conn:
-            return prune_idle(conn, idle_s)
+        """Forget the rate buckets untouched for `idle_s` seconds (a wrong-secret count: for at
+        least its window), full again; how many."""
+        with self._engine.begin() as conn:  # a wrong-secret bucket fills over its own window
+            return prune_idle(conn, idle_s, _KEY_FAILURE_BUCKET, KEY_FAILURE_WINDOW_S)
 
     # -- audit -------------------------------------------------------------------------------
 
