@@ -110,7 +110,9 @@ def _serve_processes(settings: ServeSettings, processes: int, host: str, port: i
                             "chain through it. With SQLite, serve one process")
     if settings.watch_pacs is not None:
         raise InvalidConfig("--watch-pacs runs the PACS watcher in one process only: serve it with "
-                            "--processes 1, or run `medsight pacs watch` beside the service")
+                            "--processes 1 (other replicas of the same database may have "
+                            "--watch-pacs too: one of them watches at a time), or run "
+                            "`medsight pacs watch` beside the service")
     with Store.open(settings.data_dir, settings.database_url) as store:
         shown = store.url_for_display
     os.environ[SETTINGS_ENV] = settings.to_json()
