@@ -197,6 +197,50 @@ def test_sign_in_upload_heatmap_report_language_history(browser, live_server, ar
         context.close()
 
 
+@pytest.mark.parametrize("held", ["/static/app.js", "/static/i18n/en.json"])
+def test_a_language_picked_while_the_page_starts_is_kept(browser, live_server, artefacts,
+                                                         held) -> None:
+    """The reader picks English on a page served in Chinese before its script runs (the script
+    held back), or while the script's start loads its fallback catalogue (that held back): the
+    pick wins over the start's language."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(**DEVICES["desktop"], locale="zh-CN")
+    context.set_default_timeout(TIMEOUT_MS)
+    pending, released = [], []
+
+    def hold(route) -> None:  # answered once the pick is made
+        if released:
+            route.continue_()
+        else:
+            pending.append(route)
+
+    try:
+        tab = Page(context, artefacts, "early_pick")
+        page = tab.page
+        page.route(f"**{held}", hold)
+        page.goto(live_server.url + "/", wait_until="commit")
+        expect(page.locator("#lang-select")).to_have_value("zh-CN")  # the page's language
+        for _ in range(100):  # the held request is made
+            if pending:
+                break
+            page.wait_for_timeout(50)
+        assert pending, f"{held} was never requested"
+        page.locator("#lang-select").select_option("en")
+        page.wait_for_timeout(300)
+        released.append(True)
+        for route in pending:
+            route.continue_()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(page.locator("#signin-view")).to_be_visible()
+        page.wait_for_timeout(500)  # the start has finished: still English
+        expect(page.locator("#signin-title")).to_have_text("Sign in")
+        expect(page.locator("#lang-select")).to_have_value("en")
+        assert tab.errors == [], tab.errors
+    finally:
+        context.close()
+
+
 def test_language_follows_accept_language_and_reviewer_adds_a_verdict(browser, live_server,
                                                                       artefacts) -> None:
     from playwright.sync_api import expect

@@ -64,6 +64,8 @@ def test_index_is_rendered_in_the_language(lang) -> None:
     for key in ("signin.title", "upload.camera", "upload.choose", "result.notice", "history.title"):
         assert f'data-i18n="{key}">{words[key]}<' in page, key
     assert f'alt="{words["result.heatmap_alt"]}"' in page
+    assert page.count(" selected>") == 1  # the language menu shows the page's language
+    assert f'<option value="{lang}" lang="{lang}" selected>' in page
     assert render_index("zh-Hans") == render_index("zh-CN") and render_index("<x>") == render_index("en")
 
 

@@ -102,12 +102,15 @@ _HTML_TAG = re.compile(r"<html\b[^>]*>", re.IGNORECASE)
 
 @lru_cache(maxsize=len(LANGUAGES))
 def render_index(lang: str) -> str:
-    """index.html with ``<html lang>`` set to `lang` and every ``data-i18n`` text (and
-    ``data-i18n-attr`` attribute) filled in that language; values are HTML-escaped."""
+    """index.html with ``<html lang>`` set to `lang`, its option selected in the language menu,
+    and every ``data-i18n`` text (and ``data-i18n-attr`` attribute) filled in that language;
+    values are HTML-escaped."""
     code = _supported(lang) or DEFAULT
     words = _catalogue(code)
     page = _web_file("index.html")
     page = _HTML_TAG.sub(f'<html lang="{code}">', page, count=1)
+    option = f'<option value="{code}" lang="{code}">'  # the menu shows the page's language
+    page = page.replace(option, option[:-1] + " selected>", 1)
 
     def fill_text(m: re.Match[str]) -> str:
         text = words.get(m.group("key"))

@@ -90,6 +90,7 @@
   }
 
   let langRequests = 0;
+  let langPicks = 0; // languages the reader picked in the menu
 
   async function setLang(lang, remember) {
     const code = matchLang(lang) || "en";
@@ -834,7 +835,10 @@
 
   // ---------------------------------------------------------------- start
   function wire() {
-    $("lang-select").addEventListener("change", (e) => setLang(e.target.value, true));
+    $("lang-select").addEventListener("change", (e) => {
+      langPicks += 1;
+      setLang(e.target.value, true);
+    });
     $("signin-form").addEventListener("submit", signIn);
     $("signout").addEventListener("click", signOut);
     $("tab-upload").addEventListener("click", () => showView(state.current && state.view === "history" ? "result" : "upload"));
@@ -875,12 +879,16 @@
   }
 
   async function start() {
+    // a language picked before this script ran: the menu no longer shows the page's language
+    const shown = matchLang($("lang-select").value);
+    const pickedEarly = Boolean(shown) && shown !== matchLang(document.documentElement.lang);
     wire();
-    const lang = initialLang();
+    const lang = pickedEarly ? shown : initialLang();
     try {
       await loadCatalogue("en");
     } catch (e) { /* the page's own English text stays */ }
-    await setLang(lang, false);
+    // a pick made while the catalogue loaded has set the language: the reader's choice wins
+    if (langPicks === 0) await setLang(lang, pickedEarly);
     status("status.loading");
     try {
       const data = await api("GET", "/v1/session", undefined, { allow401: true });
