@@ -33,10 +33,7 @@ def test_the_service_watches_the_pacs_and_serves_the_predictions_with_their_sour
     svc = app.state.service
     state = PacsState(svc.store)
     with TestClient(app) as client:
-        deadline = time.monotonic() + 30
-        while not [j for j in state.jobs("done") if j.series_uid == series]:
-            assert time.monotonic() < deadline, f"not done in 30 s: {state.jobs()}"
-            time.sleep(0.1)
+        _wait_done(state, series)
         svc.store.add_user("admin1", "admin", "a-long-password")
         key = svc.store.create_key("admin1")[1]
         job = state.jobs("done")[0]

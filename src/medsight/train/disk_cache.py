@@ -16,8 +16,9 @@ into place when complete, so a killed build never leaves a segment that is later
 of one pool serialise on a lock file (ranks on one node share the work: the later one reuses the
 first's rows); where the lock is unavailable the first complete rename wins. A training holds a
 shared lock on the pool's in-use file for as long as its cache lives, so `cache_admin`'s pruning
-(which takes it exclusively before renaming a pool away) never removes a pool in use. Nothing here assumes
-a folder shared between nodes: each node builds into its own `cache_dir` unless told otherwise.
+(which takes it exclusively before renaming a pool away) never removes a pool in use. Nothing
+here assumes a folder shared between nodes: each node builds into its own `cache_dir` unless told
+otherwise.
 """
 
 from __future__ import annotations
@@ -417,7 +418,8 @@ def cached_rows(dataset: Dataset, preprocess: ImageTransform | None, dtype: str,
     if dtype not in CACHE_DTYPES:
         raise InvalidConfig(f"cache dtype {dtype!r} is not one of {list(CACHE_DTYPES)}")
     key = pool_key(preprocess, dtype, kind)
-    pool, in_use = _use_pool(prepare_cache_dir(cache_dir) / key[:32])
+    pool = prepare_cache_dir(cache_dir) / key[:32]
+    in_use = _use_pool(pool)
     try:
         cache, extras = _cached_rows(pool, key, dataset, dtype, keys, produce, progress)
     except BaseException:
@@ -427,9 +429,9 @@ def cached_rows(dataset: Dataset, preprocess: ImageTransform | None, dtype: str,
     return cache, extras
 
 
-def _use_pool(pool: Path) -> tuple[Path, Any]:
-    """`pool` made if missing, with its in-use file open and flocked shared (the caller closes
-    it when done). A prune renames a pool away under the exclusive lock: a lock granted on a
+def _use_pool(pool: Path) -> Any:
+    """`pool` made if missing; its in-use file, open and flocked shared (the caller closes it
+    when done). A prune renames a pool away under the exclusive lock: a lock granted on a
     file that is no longer at the pool's path means the pool was pruned meanwhile, so it is made
     again."""
     for _ in range(OPEN_TRIES):
@@ -449,7 +451,7 @@ def _use_pool(pool: Path) -> tuple[Path, Any]:
         there = os.fstat(handle.fileno())
         if here is not None and (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
             (pool / LAST_USED).touch()
-            return pool, handle
+            return handle
         handle.close()
     raise InvalidConfig(f"the disk image cache pool {pool} was removed {OPEN_TRIES} times while "
                         "being opened: is a `medsight cache prune` running in a loop?")

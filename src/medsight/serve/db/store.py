@@ -433,11 +433,11 @@ class Store:
     def _key_failed(self, key_id: str) -> None:
         if self.shared:
             try:
-                with self._engine.begin() as conn:
-                    if take_token(conn, _KEY_FAILURE_BUCKET + key_id, _KEY_FAILURE_RATE, KEY_FAILURES) > 0:
-                        log.warning("API key %s: %d wrong secrets within %.0f s over the "
-                                    "replicas; refusing it unverified for now", key_id,
-                                    KEY_FAILURES, KEY_FAILURE_WINDOW_S)
+                if self.take_rate_token(_KEY_FAILURE_BUCKET + key_id, _KEY_FAILURE_RATE,
+                                        KEY_FAILURES) > 0:
+                    log.warning("API key %s: %d wrong secrets within %.0f s over the "
+                                "replicas; refusing it unverified for now", key_id,
+                                KEY_FAILURES, KEY_FAILURE_WINDOW_S)
             except SQLAlchemyError as exc:
                 log.warning("shared wrong-secret count of key %s not updated: %s", key_id,
                             _reason(exc))
